@@ -1,0 +1,25 @@
+"""Offline-safe defaults, applied before any third-party import.
+
+Each of these stops a library from phoning home or blocking on a network fetch at import time
+(measured in ../shared/ENVIRONMENT.md). Users can still override them in their environment.
+"""
+
+import os
+
+OFFLINE_DEFAULTS = {
+    "DO_NOT_TRACK": "1",  # unstructured: no ping to its server, no banner
+    "UNSTRUCTURED_DISABLE_NOTICE": "1",
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # litellm: no blocking fetch of the cost map
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "GX_ANALYTICS_ENABLED": "False",
+    "HF_HUB_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def apply() -> None:
+    for key, value in OFFLINE_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+apply()

