@@ -45,10 +45,8 @@ def student(messages: list[dict], params: dict) -> str:
     company = document.splitlines()[1]
     day, month = re.search(r"(\d\d)/(\d\d)/2021", document).groups()
     total = float(re.search(r"TOTAL: ([\d.]+)", document).group(1))
-    if "day-first" in messages[0]["content"]:
-        date = f"2021-{month}-{day}"
-    else:
-        date = f"2021-{day}-{month}"  # the wrong reading
+    # Without "day-first" in its prompt it reads the date the wrong way round.
+    date = f"2021-{month}-{day}" if "day-first" in messages[0]["content"] else f"2021-{day}-{month}"
     return json.dumps({"company": company, "date": date, "total": total})
 
 
@@ -110,7 +108,9 @@ def test_resume_spends_no_budget_twice_and_ends_the_same(tmp_path) -> None:
     full = make_gepa(tmp_path / "a").compile(seed_program(), train, val, Budget(max_metric_calls=60))
 
     # The same run interrupted after two steps, then resumed in a new optimizer object.
-    first = make_gepa(tmp_path / "b", max_steps=2).compile(seed_program(), train, val, Budget(max_metric_calls=60))
+    first = make_gepa(tmp_path / "b", max_steps=2).compile(
+        seed_program(), train, val, Budget(max_metric_calls=60)
+    )
     spent_before = first.usage["metric_calls"]
     resumed_optimizer = make_gepa(tmp_path / "b")
     # Clear the stop mark so the run goes on (what a crash leaves behind).

@@ -253,6 +253,8 @@ class LMClient:
     def _litellm() -> Any:
         import litellm
 
+        # No "Give Feedback / Provider List" banner on every exception: errors are ours to report.
+        litellm.suppress_debug_info = True
         return litellm
 
     def _request(self, messages: list[dict], schema: dict | None, params: dict) -> dict:

@@ -35,6 +35,10 @@ from ieflow.scoring import Scorer
 
 log = logging.getLogger("ieflow.optimize")
 
+# How an orchestrator (the Prefect flow) runs each evaluation, e.g. as a task with retries:
+# hook(evaluator, program, examples) must return `evaluator.evaluate(program, examples)`.
+EvaluateHook = Callable[[Evaluator, ExtractionProgram, list[Example]], list[ExampleResult]]
+
 CHECKPOINT_VERSION = 1
 
 
@@ -140,6 +144,7 @@ class OptimizerRun:
         concurrency: int = 2,
         student_client: LMClient | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
+        evaluate_hook: EvaluateHook | None = None,
     ) -> None:
         if not trainset:
             raise ValueError("the training set is empty: optimizers need labelled training examples")
@@ -169,11 +174,14 @@ class OptimizerRun:
         self.stop_reason = ""
         self.best_step = 0
         self.on_event = on_event
+        self.evaluate_hook = evaluate_hook
         self.resumed = self._load_checkpoint()
 
     # -- evaluation -------------------------------------------------------------------------------
 
     def evaluate(self, program: ExtractionProgram, examples: list[Example]) -> list[ExampleResult]:
+        if self.evaluate_hook is not None:
+            return self.evaluate_hook(self.evaluator, program, examples)
         return self.evaluator.evaluate(program, examples)
 
     def add_candidate(
@@ -330,6 +338,7 @@ class Optimizer(ABC):
         student_client: LMClient | None = None,
         concurrency: int = 2,
         on_event: Callable[[dict[str, Any]], None] | None = None,
+        evaluate_hook: EvaluateHook | None = None,
     ) -> None:
         self.run_dir = Path(run_dir) if run_dir else Path(tempfile.mkdtemp(prefix=f"ieflow-{self.name}-"))
         self.seed = seed
@@ -342,6 +351,7 @@ class Optimizer(ABC):
         self.student_client = student_client
         self.concurrency = concurrency
         self.on_event = on_event
+        self.evaluate_hook = evaluate_hook
 
     def slack_calls(self) -> int:
         """How far past the metric-call budget one step may go (one minibatch)."""
@@ -369,6 +379,7 @@ class Optimizer(ABC):
             concurrency=self.concurrency,
             student_client=self.student_client,
             on_event=self.on_event,
+            evaluate_hook=self.evaluate_hook,
         )
         if run.stop_reason:  # a finished run: compile again returns the same result
             return run.result(self.settings())

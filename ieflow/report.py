@@ -1,0 +1,112 @@
+"""Optimization reports: a markdown summary and a quality-cost Pareto plot (matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ieflow.optimize.base import OptimizationResult
+
+
+def field_table(baseline: dict[str, float], optimized: dict[str, float]) -> list[str]:
+    lines = ["| field | baseline | optimized | change |", "|---|---|---|---|"]
+    for name in baseline:
+        before, after = baseline[name], optimized.get(name, 0.0)
+        lines.append(f"| {name} | {before:.2f} | {after:.2f} | {after - before:+.2f} |")
+    return lines
+
+
+def optimization_markdown(
+    result: OptimizationResult,
+    baseline_test: dict[str, Any],
+    optimized_test: dict[str, Any],
+    plot_path: str | None,
+) -> str:
+    """The optimize flow's report: test scores per field, cost per document, lineage, the front."""
+    usage = result.usage
+    best = result.candidates[result.best_index]
+    lines = [
+        f"# Optimization report: {result.best_program.name} ({result.optimizer})",
+        "",
+        f"**Test score** {baseline_test['score']:.3f} → **{optimized_test['score']:.3f}** "
+        f"({optimized_test['score'] - baseline_test['score']:+.3f}); validation "
+        f"{result.seed_score:.3f} → {result.best_score:.3f}. Stopped: {result.stop_reason}.",
+        "",
+        "## Per field on the test set",
+        "",
+        *field_table(baseline_test["per_field"], optimized_test["per_field"]),
+        "",
+        "## Serving cost per document",
+        "",
+        "| program | prompt tokens | completion tokens | cost (USD) |",
+        "|---|---|---|---|",
+        f"| baseline | {baseline_test['prompt_tokens']:.0f} | {baseline_test['completion_tokens']:.0f} | "
+        f"{baseline_test['cost_usd']:.6f} |",
+        f"| optimized | {optimized_test['prompt_tokens']:.0f} | {optimized_test['completion_tokens']:.0f} | "
+        f"{optimized_test['cost_usd']:.6f} |",
+        "",
+        "## The optimization's own cost",
+        "",
+        f"{usage['metric_calls']:.0f} metric calls, {len(result.candidates)} candidates, "
+        f"{usage['wall_s'] / 60:.1f} min wall time, student ${usage['student_cost_usd']:.4f} + "
+        f"optimizer model ${usage['optimizer_cost_usd']:.4f}.",
+        "",
+        "## Lineage of the best program",
+        "",
+        "| candidate | changed | val score | note |",
+        "|---|---|---|---|",
+    ]
+    for step in result.best_program.metadata.get("lineage", []):
+        note = result.candidates[step["index"]].note.replace("|", "\\|")[:120]
+        lines.append(f"| {step['index']} | {step['changed']} | {step['val_score']:.3f} | {note} |")
+    lines += [
+        "",
+        "## Quality-cost Pareto front (validation)",
+        "",
+        "| candidate | val score | tokens/doc | changed |",
+        "|---|---|---|---|",
+    ]
+    for index in result.pareto_front:
+        c = result.candidates[index]
+        marker = " (best)" if index == best.index else ""
+        lines.append(f"| {index}{marker} | {c.val_score:.3f} | {c.tokens_per_doc:.0f} | {c.changed} |")
+    if plot_path:
+        lines += ["", f"Plot of all candidates: `{plot_path}`"]
+    if result.lessons:
+        lines += ["", "## Lessons (carried to the next run)", "", *[f"- {x}" for x in result.lessons[-10:]]]
+    return "\n".join(lines) + "\n"
+
+
+def pareto_plot(result: OptimizationResult, path: str | Path) -> Path:
+    """Every candidate as (tokens per document, validation score); the front joined by a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    xs = [c.tokens_per_doc for c in result.candidates]
+    ys = [c.val_score for c in result.candidates]
+    ax.scatter(xs, ys, color="#9aa5b1", label="candidates", zorder=2)
+    front = result.pareto_front
+    ax.plot(
+        [xs[i] for i in front], [ys[i] for i in front], "-o", color="#1f6feb", label="Pareto front", zorder=3
+    )
+    best = result.best_index
+    ax.scatter(
+        [xs[best]], [ys[best]], s=140, facecolors="none", edgecolors="#d1242f", linewidths=2, label="best"
+    )
+    ax.scatter([xs[0]], [ys[0]], marker="s", color="#6e7781", label="seed", zorder=4)
+    for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
+        ax.annotate(str(i), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel("serving cost: tokens per document")
+    ax.set_ylabel("validation score")
+    ax.set_title(f"{result.optimizer}: quality vs cost of {len(xs)} candidates")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
