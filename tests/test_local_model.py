@@ -1,0 +1,50 @@
+"""The real embedded 0.5B model (slow: seconds per call). Few tests, and they still run in CI."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from ieflow.lm import LMClient, ResponseCache
+from ieflow.program import ExtractionProgram
+from ieflow.schema import validate_record
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "receipts"
+MODEL = "local/qwen2.5-coder-0.5b"
+
+
+@pytest.mark.slow
+def test_local_model_extracts_a_schema_valid_record_from_a_sample_receipt(tmp_path) -> None:
+    program = ExtractionProgram.from_schema(DATA / "schema.json", model=MODEL)
+    client = LMClient(MODEL, params=program.model_params, cache=ResponseCache(tmp_path / "cache"))
+    text = (DATA / "documents" / "005.txt").read_text()
+    record, trace = program.extract(text, client)
+    assert trace.error is None, trace.error
+    assert validate_record(program.schema, record) == []
+    assert record["company"] and "TRADING" in record["company"].upper()
+    assert record["total"] == pytest.approx(31.0)
+    assert trace.prompt_tokens > 100 and trace.cost_usd == 0.0
+
+
+@pytest.mark.slow
+def test_the_json_schema_grammar_is_really_applied(tmp_path) -> None:
+    """Asked for prose, the model must still answer with the schema's shape: only the grammar can
+    force an enum value and an ISO date pattern on a 0.5B model told to do otherwise."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "mood": {"type": "string", "enum": ["zebra-alpha", "zebra-beta"]},
+            "day": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
+        },
+        "required": ["mood", "day"],
+        "additionalProperties": False,
+    }
+    client = LMClient(MODEL, params={"max_tokens": 60}, cache=ResponseCache(tmp_path / "cache"))
+    messages = [{"role": "user", "content": "Write a short poem about the sea. Do not use JSON."}]
+    response = client.complete(messages, response_schema=schema)
+    assert response.text.lstrip().startswith("{")
+    value = __import__("json").loads(response.text)
+    assert value["mood"] in ("zebra-alpha", "zebra-beta")
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", value["day"])
