@@ -60,6 +60,26 @@ def extract_file(
     typer.echo(json.dumps(record, indent=2, ensure_ascii=False))
 
 
+@app.command()
+def optimize(
+    dataset: str = typer.Option(None, help="Labelled folder: schema.json, labels.jsonl, documents/."),
+    optimizer: str = typer.Option(None, help="gepa (default), mipro, simba, bootstrap, opro or ape."),
+    max_metric_calls: int = typer.Option(None, help="Budget: examples evaluated by the optimizer."),
+    program: str = typer.Option(None, help="Program JSON to start from."),
+    splits_path: str = typer.Option(None, help="splits.parquet from the split flow."),
+    student_model: str = typer.Option(None, help="litellm name of the extraction model."),
+    reflection_model: str = typer.Option(None, help="litellm name of the proposal model."),
+    output_dir: str = typer.Option(None, help="Run folder (resumes if it holds a checkpoint)."),
+) -> None:
+    """Optimize an extraction program (the `optimize` flow; unset options take the flow's defaults)."""
+    from flows.optimize import OptimizeParams
+    from flows.optimize import optimize as optimize_flow
+
+    given = {k: v for k, v in locals().items() if v is not None and k in OptimizeParams.model_fields}
+    summary = optimize_flow(OptimizeParams(**given))
+    typer.echo(json.dumps(summary, indent=2))
+
+
 @program_app.command("show")
 def program_show(path: Path) -> None:
     """Print a program's components, model and hash."""

@@ -165,19 +165,24 @@ def select_chunks(program: ExtractionProgram, chunks: list[str]) -> list[int]:
     """BM25 per field (query: field name and description); the union of each field's top-k, in order,
     trimmed to the token budget. The first chunk is always kept: titles and parties live there."""
     import bm25s
+    import Stemmer
 
     strategy = program.strategy
+    # Stemming lets "Governing law" find "governed by the laws of".
+    stemmer = Stemmer.Stemmer("english")
     retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize(chunks, stopwords="en", show_progress=False), show_progress=False)
+    corpus_tokens = bm25s.tokenize(chunks, stopwords="en", stemmer=stemmer, show_progress=False)
+    retriever.index(corpus_tokens, show_progress=False)
     k = min(strategy.top_k, len(chunks))
     ranked: list[int] = [0]
     for path, description in program.field_descriptions().items():
         query = f"{path.replace('_', ' ').replace('.', ' ').replace('[]', '')} {description}"
-        tokens = bm25s.tokenize([query], stopwords="en", show_progress=False)
+        tokens = bm25s.tokenize([query], stopwords="en", stemmer=stemmer, show_progress=False)
         if not tokens.vocab:
             continue
-        ids, _ = retriever.retrieve(tokens, k=k, show_progress=False)
-        ranked.extend(int(i) for i in ids[0])
+        ids, scores = retriever.retrieve(tokens, k=k, show_progress=False)
+        # A query that matches nothing still gets k chunks back, with score 0: skip those.
+        ranked.extend(int(i) for i, score in zip(ids[0], scores[0], strict=True) if score > 0)
     chosen: list[int] = []
     budget = strategy.max_input_tokens
     for index in dict.fromkeys(ranked):  # keeps first-seen order: field priority
