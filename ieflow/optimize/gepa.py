@@ -17,6 +17,7 @@ from ieflow.datasets import Example
 from ieflow.optimize.base import Candidate, Optimizer, OptimizerRun
 from ieflow.optimize.evaluator import ExampleResult
 from ieflow.optimize.pareto import sample_from_front
+from ieflow.optimize.proposals import data_summary, error_summary, tried_texts
 from ieflow.optimize.reflection import (
     Proposal,
     ProposalCheck,
@@ -297,8 +298,10 @@ class GEPA(Optimizer):
         path = component[len(FIELD_PREFIX) :]
         examples = {ex.doc_id: ex for ex in batch}
         failures = failure_lines(path, results, examples)
-        tried = _rejected_texts(run, component)
-        rule, truncated = self._ask_text(run, field_rule_messages(parent.program, path, failures, tried))
+        tried = tried_texts(run, component)
+        facts = self._field_facts(run).get(path, "")
+        messages = field_rule_messages(parent.program, path, failures, tried, facts)
+        rule, truncated = self._ask_text(run, messages)
         old = parent.program.components.get(component, "")
         reason = self.config.check.check_text(rule, old, run.trainset, truncated)
         if reason:
@@ -309,11 +312,23 @@ class GEPA(Optimizer):
             return Rejection(component, reason)
         return Proposal(component, program, f'rule "{rule}"', rule)
 
+    def _field_facts(self, run: OptimizerRun) -> dict[str, str]:
+        """Value-free facts per field computed from the training data (e.g. "printed day-first
+        (DD/MM/YYYY) in 12 of 12 documents"): grounding that a weak reflection model cannot infer."""
+        if "field_facts" not in run.state:
+            lines = data_summary(run.seed_program, run.trainset[:40], limit=100)
+            facts = {}
+            for line in lines:
+                path, _, text = line.removeprefix("- ").partition(": ")
+                facts[path] = text
+            run.state["field_facts"] = facts
+        return run.state["field_facts"]
+
     def _propose_instruction(
         self, run: OptimizerRun, parent: Candidate, batch: list[Example], results: list[ExampleResult]
     ) -> Proposal | Rejection:
-        summary = _error_summary(parent, results)
-        tried = _rejected_texts(run, INSTRUCTION)
+        summary = [line.removeprefix("- ") for line in error_summary(parent.program, results)]
+        tried = tried_texts(run, INSTRUCTION)
         text, truncated = self._ask_text(run, instruction_messages(parent.program, summary, tried))
         old = parent.program.components.get(INSTRUCTION, "")
         reason = self.config.check.check_text(text, old, run.trainset, truncated)
@@ -359,28 +374,6 @@ class GEPA(Optimizer):
         if accepted:
             run.add_candidate(merged, [a.index, b.index], "merge", f"merge of {a.index} and {b.index}")
         return True
-
-
-def _rejected_texts(run: OptimizerRun, component: str) -> list[str]:
-    prefix = f"{component}: "
-    return [
-        lesson[len(prefix) :].split(" -> ")[0]
-        for lesson in run.lessons
-        if lesson.startswith(prefix) and "did not help" in lesson
-    ]
-
-
-def _error_summary(parent: Candidate, results: list[ExampleResult]) -> list[str]:
-    lines = []
-    errors = [r.error for r in results if r.error]
-    if errors:
-        lines.append(f"{len(errors)} of {len(results)} answers were not valid JSON for the schema")
-    for path in parent.program.field_descriptions():
-        wrong = [r for r in results if r.fields.get(path, 1.0) < 1.0]
-        if wrong:
-            sample = wrong[0].field_details.get(path, {}).get("feedback") or ""
-            lines.append(f"{path} wrong in {len(wrong)} of {len(results)}: {sample[:140]}")
-    return lines[:6]
 
 
 __all__ = ["GEPA", "BestParentSelector", "FailingFieldChooser", "GEPAConfig", "Merger", "MinibatchAcceptance"]

@@ -20,6 +20,7 @@ from ieflow.program import FIELD_PREFIX, INSTRUCTION, Demo, ExtractionProgram
 from ieflow.schema import field_schema
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+_DIGITS = re.compile(r"\d{2}")
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
@@ -126,6 +127,9 @@ def leaked_value(text: str, examples: list[Example]) -> str | None:
             candidate = _norm(str(value))
             if len(candidate) >= 4 and not candidate.replace(" ", "").isdigit() and candidate in normalized:
                 return str(value)
+            # Dates and codes normalize to digits only ("2021-03-05" -> "2021 03 05"): match them as printed.
+            if isinstance(value, str) and len(value) >= 6 and _DIGITS.search(value) and value in text:
+                return value
             if isinstance(value, int | float) and len(str(value)) >= 4 and str(value) in text:
                 return str(value)
         words = _norm(example.text).split()
@@ -184,7 +188,7 @@ def failure_lines(
 
 
 def field_rule_messages(
-    program: ExtractionProgram, path: str, failures: list[str], tried: list[str]
+    program: ExtractionProgram, path: str, failures: list[str], tried: list[str], facts: str = ""
 ) -> list[dict[str, str]]:
     node = field_schema(program.schema, path)
     description = program.components.get(FIELD_PREFIX + path, "")
@@ -198,6 +202,8 @@ def field_rule_messages(
         "It made these mistakes:",
         *failures,
     ]
+    if facts:
+        prompt += ["", f"What the training documents show about this field: {facts}"]
     if tried:
         prompt += ["", "Rules already tried that did NOT help:", *[f"- {t}" for t in tried[-2:]]]
     prompt += [

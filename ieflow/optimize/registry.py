@@ -1,5 +1,17 @@
 """Optimizers by name, for the CLI and the flows."""
 
+from ieflow.optimize.ape import APE
+from ieflow.optimize.bootstrap import BootstrapFewShot
 from ieflow.optimize.gepa import GEPA
+from ieflow.optimize.mipro import MIPROv2
+from ieflow.optimize.opro import OPRO
+from ieflow.optimize.simba import SIMBA
 
-OPTIMIZERS: dict[str, type] = {"gepa": GEPA}
+OPTIMIZERS: dict[str, type] = {
+    "gepa": GEPA,
+    "mipro": MIPROv2,
+    "simba": SIMBA,
+    "bootstrap": BootstrapFewShot,
+    "opro": OPRO,
+    "ape": APE,
+}

@@ -1,0 +1,109 @@
+"""BootstrapFewShot with random search: few-shot demo sets, each scored on the whole validation set.
+
+First the seed program runs on a few training examples; the ones it gets right are "bootstrapped"
+demos (documents it can already read, shown with their gold records). Then, as in DSPy's
+BootstrapFewShotWithRandomSearch, candidate demo sets are tried in a fixed order: gold records of
+random examples ("labeled"), the bootstrapped demos topped up with labeled ones, then random
+shuffles and sizes of both. Each candidate is one full validation pass (`add_candidate`), until the
+number of candidates or the budget runs out; the best on validation wins. No proposal model is used.
+
+Why it matters here: small students copy formats from a worked example far more reliably than they
+follow a written rule (ENVIRONMENT.md), and demos cannot leak values into other answers' prompts
+the way free-form instructions can.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ieflow.optimize.base import Optimizer, OptimizerRun
+from ieflow.optimize.proposals import bootstrap, with_demos
+
+
+@dataclass
+class BootstrapConfig:
+    max_demos: int = 2  # small students and ~700-token prompts: two short demos at most
+    demo_max_tokens: int = 350
+    bootstrap_size: int = 8  # training examples the seed program is run on to find demos it handles
+    min_score: float = 1.0  # a bootstrapped demo must score at least this
+    num_candidates: int = 8  # demo sets tried after the seed
+    max_steps: int | None = None  # stop this session after so many candidates (time-boxing)
+
+
+class BootstrapFewShot(Optimizer):
+    name = "bootstrap"
+
+    def __init__(self, config: BootstrapConfig | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.config = config or BootstrapConfig()
+
+    def slack_calls(self) -> int:
+        return 0  # every step is one validation pass, checked whole before it starts: no overshoot
+
+    def settings(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self.config).items() if isinstance(v, int | float | str | bool | None)}
+
+    def optimize(self, run: OptimizerRun) -> None:
+        cfg = self.config
+        state = run.state.setdefault("bootstrap", {"made": 0})
+        if "affordable" not in state:
+            # Bootstrapping costs metric calls: skip it when it would leave no room for one candidate.
+            state["affordable"] = not run.tracker.exhausted(cfg.bootstrap_size + len(run.valset))
+            run.checkpoint()
+        if "good" not in state:
+            good = (
+                bootstrap(run, run.seed_program, cfg.bootstrap_size, cfg.min_score)[0]
+                if state["affordable"]
+                else []
+            )
+            state["good"] = good
+            run.event("bootstrapped", good=good)
+            run.checkpoint()
+        while state["made"] < cfg.num_candidates:
+            if cfg.max_steps is not None and run.step >= cfg.max_steps:
+                run.stop_reason = f"reached {cfg.max_steps} steps"
+                return
+            if run.stalled():
+                run.stop_reason = f"no improvement in {run.tracker.budget.patience} steps"
+                return
+            if run.best().val_score >= 1.0 - 1e-9:
+                run.stop_reason = "perfect validation score"
+                return
+            run.tracker.check(len(run.valset))
+            run.step += 1
+            kind, ids = self._demo_set(run, state["made"], state["good"])
+            by_id = {ex.doc_id: ex for ex in run.trainset}
+            program = with_demos(run.seed_program, [by_id[d] for d in ids], cfg.demo_max_tokens)
+            run.add_candidate(program, [0], "demos", f"{kind} demos {', '.join(ids)}")
+            state["made"] += 1
+            run.checkpoint()
+        run.stop_reason = f"tried {cfg.num_candidates} demo sets"
+
+    def _demo_set(self, run: OptimizerRun, k: int, good: list[str]) -> tuple[str, list[str]]:
+        """The k-th candidate: labeled, then bootstrapped, then random mixes (avoiding repeats)."""
+        cfg = self.config
+        ids = [ex.doc_id for ex in run.trainset]
+        tried = {tuple(d.doc_id for d in c.program.demos) for c in run.candidates}
+        for _ in range(10):
+            if k == 0:
+                kind, chosen = "labeled", []
+                size = cfg.max_demos
+            elif k == 1 and good:
+                kind, chosen = "bootstrapped", good[: cfg.max_demos]
+                size = cfg.max_demos
+            else:
+                kind = "random"
+                size = run.rng.randint(1, cfg.max_demos)
+                pool = list(good)
+                run.rng.shuffle(pool)
+                chosen = pool[:size]
+            rest = [d for d in ids if d not in chosen]
+            chosen = chosen + run.rng.sample(rest, min(len(rest), size - len(chosen)))
+            if tuple(chosen) not in tried:
+                break
+            k = 2  # a repeat: draw a random mix instead
+        return kind, chosen
+
+
+__all__ = ["BootstrapConfig", "BootstrapFewShot"]

@@ -1,0 +1,258 @@
+"""MIPROv2-style search: proposed instructions and bootstrapped demo sets, searched jointly with TPE.
+
+1. Bootstrap: run the seed program on a few training examples; those it gets right become demo
+   candidates, its mistakes ground the instruction proposals.
+2. Propose K instructions, one call each (facts about the data computed in code, the seed's
+   mistakes, one short example, one tip), every reply through `ProposalCheck`.
+3. Build M demo sets (bootstrapped ones first, topped up with gold records of random examples).
+4. An optuna TPE study over (instruction index, demo-set index): each trial is scored on a
+   training minibatch that leaves out the config's own demos; every N trials, and at the end, the
+   config with the best mean minibatch score gets a full validation pass (`add_candidate`).
+
+Resumable: bootstrap ids, proposals and demo sets live in `run.state`; the trials live in an
+optuna journal (JSON lines) in the run folder. TPE is re-seeded per trial number and each trial's
+minibatch is a function of its number, so a resumed study asks what the uninterrupted one would
+have, and an interrupted trial (left RUNNING in the journal) is finished, not asked again.
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from ieflow.optimize.base import Optimizer, OptimizerRun
+from ieflow.optimize.proposals import (
+    TIPS,
+    bootstrap,
+    data_summary,
+    error_summary,
+    grounded_instruction_messages,
+    io_pair,
+    mean,
+    propose_text,
+    sample_train,
+    with_demos,
+    with_instruction,
+)
+from ieflow.optimize.reflection import ProposalCheck
+from ieflow.program import INSTRUCTION, ExtractionProgram
+
+STUDY = "mipro"
+
+
+@dataclass
+class MIPROConfig:
+    num_instructions: int = 4  # proposed instructions; the seed's own is always candidate 0
+    num_demo_sets: int = 4  # demo sets; set 0 is the seed's own demos (usually none)
+    max_demos: int = 2  # small students and ~700-token prompts: two short demos at most
+    demo_max_tokens: int = 350
+    bootstrap_size: int = 6  # training examples the seed program is run on once
+    pair_max_tokens: int = 60  # length of the example shown to the proposer
+    num_trials: int = 20
+    minibatch_size: int = 4
+    full_eval_every: int = 5  # trials between full validation passes of the best config so far
+    startup_trials: int = 5  # random trials before TPE models the results
+    temperature: float = 0.9
+    max_steps: int | None = None  # stop this session after so many trials, with no wrap-up (time-boxing)
+    check: ProposalCheck = field(default_factory=ProposalCheck)
+
+
+class MIPROv2(Optimizer):
+    name = "mipro"
+
+    def __init__(self, config: MIPROConfig | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.config = config or MIPROConfig()
+
+    def slack_calls(self) -> int:
+        return self.config.minibatch_size
+
+    def settings(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self.config).items() if isinstance(v, int | float | str | bool | None)}
+
+    # -- the run -------------------------------------------------------------------------------------
+
+    def optimize(self, run: OptimizerRun) -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        cfg = self.config
+        state = run.state.setdefault("mipro", {})
+        self._prepare(run, state)
+        n_instr, n_demos = len(state["instructions"]), len(state["demo_sets"])
+        if n_instr * n_demos == 1:
+            run.stop_reason = "no instruction or demo set survived the checks: nothing to search"
+            return
+        study = self._study(run, state)
+        reason = ""
+        while not reason:
+            done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+            if done and len(done) % cfg.full_eval_every == 0 and len(done) not in state["full_evals"]:
+                self._full_eval(run, state, done)
+                state["full_evals"].append(len(done))
+                run.checkpoint()
+            if run.best().val_score >= 1.0 - 1e-9:
+                run.stop_reason = "perfect validation score"
+                return
+            if cfg.max_steps is not None and run.step >= cfg.max_steps and len(done) < cfg.num_trials:
+                run.stop_reason = f"reached {cfg.max_steps} trials"
+                return
+            pending = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+            if len(done) >= cfg.num_trials:
+                reason = f"finished {len(done)} trials"
+            elif run.stalled():
+                reason = f"no improvement in {run.tracker.budget.patience} trials"
+            elif not pending and run.tracker.exhausted(cfg.minibatch_size + len(run.valset)):
+                # Keep room for the final validation pass; an interrupted trial was already allowed.
+                reason = f"budget: stopped after {len(done)} trials, keeping room for a last validation pass"
+            else:
+                self._trial(run, state, study, pending[0] if pending else None, (n_instr, n_demos))
+                run.checkpoint()
+        self._full_eval(run, state, [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
+        run.stop_reason = reason
+
+    # -- preparation: bootstrap, instructions, demo sets (each piece checkpointed) --------------------
+
+    def _prepare(self, run: OptimizerRun, state: dict[str, Any]) -> None:
+        cfg = self.config
+        if "bootstrap" not in state:
+            # Bootstrapping costs metric calls: skip it when it would leave no room for a search.
+            affordable = not run.tracker.exhausted(cfg.bootstrap_size + cfg.minibatch_size + len(run.valset))
+            state["bootstrap"] = affordable
+            run.checkpoint()
+        good, results = (
+            bootstrap(run, run.seed_program, cfg.bootstrap_size, 1.0) if state["bootstrap"] else ([], [])
+        )
+        state.setdefault("instructions", [run.seed_program.components.get(INSTRUCTION, "")])
+        state.setdefault("attempts", 0)
+        summary = data_summary(run.seed_program, run.trainset)
+        errors = error_summary(run.seed_program, results)
+        while (
+            len(state["instructions"]) < 1 + cfg.num_instructions
+            and state["attempts"] < 2 * cfg.num_instructions
+        ):
+            attempt = state["attempts"]
+            example = run.rng.choice(run.trainset)
+            messages = grounded_instruction_messages(
+                run.seed_program,
+                summary,
+                errors,
+                [io_pair(example, cfg.pair_max_tokens)],
+                TIPS[attempt % len(TIPS)],
+            )
+            text, reason = propose_text(
+                self,
+                run,
+                messages,
+                old=state["instructions"][0],
+                check=cfg.check,
+                seed=self.seed * 100_000 + attempt,
+                temperature=cfg.temperature,
+                avoid=state["instructions"],
+            )
+            if reason is None:
+                state["instructions"].append(text)
+            run.event("proposal", component=INSTRUCTION, text=text, rejected=reason)
+            state["attempts"] += 1
+            run.checkpoint()
+        if "demo_sets" not in state:
+            state["demo_sets"] = self._demo_sets(run, good)
+            state["full_evals"] = []
+            run.event("search_space", instructions=len(state["instructions"]), demo_sets=state["demo_sets"])
+            run.checkpoint()
+
+    def _demo_sets(self, run: OptimizerRun, good: list[str]) -> list[list[str] | None]:
+        """Set 0 keeps the seed's demos; odd sets start from bootstrapped examples, even ones are
+        gold records of random training examples (DSPy's "labeled" demos)."""
+        cfg = self.config
+        ids = [ex.doc_id for ex in run.trainset]
+        sets: list[list[str] | None] = [None]
+        for j in range(1, 3 * cfg.num_demo_sets):
+            if len(sets) >= cfg.num_demo_sets:
+                break
+            chosen = run.rng.sample(good, min(len(good), cfg.max_demos)) if j % 2 and good else []
+            rest = [d for d in ids if d not in chosen]
+            chosen += run.rng.sample(rest, min(len(rest), cfg.max_demos - len(chosen)))
+            if chosen and chosen not in sets:
+                sets.append(chosen)
+        return sets
+
+    def _program(self, run: OptimizerRun, state: dict[str, Any], i: int, j: int) -> ExtractionProgram:
+        program = with_instruction(run.seed_program, state["instructions"][i]) if i else run.seed_program
+        demo_ids = state["demo_sets"][j]
+        if demo_ids is None:
+            return program
+        by_id = {ex.doc_id: ex for ex in run.trainset}
+        return with_demos(program, [by_id[d] for d in demo_ids], self.config.demo_max_tokens)
+
+    # -- the study -------------------------------------------------------------------------------------
+
+    def _study(self, run: OptimizerRun, state: dict[str, Any]) -> Any:
+        import optuna
+
+        path = run.run_dir / "optuna.jsonl"
+        if not state.get("study"):
+            # A journal without the flag in the checkpoint is a leftover of another run: start afresh.
+            path.unlink(missing_ok=True)
+            state["study"] = True
+            run.checkpoint()
+        journal = optuna.storages.journal
+        backend = getattr(journal, "JournalFileBackend", None) or optuna.storages.JournalFileStorage
+        storage = optuna.storages.JournalStorage(backend(str(path)))
+        return optuna.create_study(
+            study_name=STUDY, storage=storage, direction="maximize", load_if_exists=True
+        )
+
+    def _trial(
+        self, run: OptimizerRun, state: dict[str, Any], study: Any, pending: Any, sizes: tuple[int, int]
+    ) -> None:
+        import optuna
+
+        cfg = self.config
+        if pending is not None and {"instruction", "demos"} <= set(pending.params):
+            number, params = pending.number, pending.params
+        else:
+            if pending is not None:
+                study.tell(pending.number, state=optuna.trial.TrialState.FAIL)
+            number = len(study.trials)
+            # A fresh sampler seeded by the trial number: TPE is stateless apart from its RNG, so
+            # this makes trial n the same whether or not the run was interrupted before it.
+            study.sampler = optuna.samplers.TPESampler(
+                seed=self.seed * 1000 + number, n_startup_trials=cfg.startup_trials
+            )
+            distributions = {
+                "instruction": optuna.distributions.CategoricalDistribution(list(range(sizes[0]))),
+                "demos": optuna.distributions.CategoricalDistribution(list(range(sizes[1]))),
+            }
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                trial = study.ask(fixed_distributions=distributions)
+            number, params = trial.number, trial.params
+        run.step = number + 1
+        program = self._program(run, state, params["instruction"], params["demos"])
+        rng = random.Random(f"{self.seed}:trial:{number}")
+        batch = sample_train(rng, run.trainset, cfg.minibatch_size, {d.doc_id for d in program.demos})
+        score = mean([r.score for r in run.evaluate(program, batch)])
+        study.tell(number, score)
+        run.event(
+            "trial", trial=number, instruction=params["instruction"], demos=params["demos"], score=score
+        )
+
+    def _full_eval(self, run: OptimizerRun, state: dict[str, Any], done: list[Any]) -> None:
+        """A validation pass of the config with the best mean minibatch score (more trials break ties)."""
+        by_config: dict[tuple[int, int], list[float]] = {}
+        for t in done:
+            by_config.setdefault((t.params["instruction"], t.params["demos"]), []).append(t.value)
+        if not by_config:
+            return
+        (i, j), scores = max(
+            by_config.items(), key=lambda kv: (mean(kv[1]), len(kv[1]), -kv[0][0], -kv[0][1])
+        )
+        changed = "+".join(name for name, on in (("instruction", i), ("demos", j)) if on) or "seed"
+        note = f"instruction {i}, demo set {j}: minibatch mean {mean(scores):.2f} over {len(scores)} trials"
+        run.add_candidate(self._program(run, state, i, j), [0], changed, note)
+
+
+__all__ = ["MIPROConfig", "MIPROv2"]

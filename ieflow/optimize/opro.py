@@ -1,0 +1,126 @@
+"""OPRO: the proposal model reads earlier instructions with their scores and writes a better one.
+
+As in the paper, every instruction is scored on the same fixed training subset (drawn once), so the
+scores in the meta-prompt are comparable; the history is shown worst first (the best are read
+last, where small models attend most) and capped at `history_size`. An instruction that beats the
+best score so far on that subset gets a full validation pass (`add_candidate`). Only the instruction
+changes; field descriptions and demos stay the seed's, so history scores measure the instruction.
+
+Small-model adaptations: the meta-prompt carries facts about the data computed in code (no raw
+exemplars, so nothing to copy), one instruction is asked per call, and every reply is checked
+(`ProposalCheck`, plus no repeat of an instruction already in the history).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ieflow.optimize.base import Optimizer, OptimizerRun
+from ieflow.optimize.proposals import data_summary, mean, opro_messages, propose_text, with_instruction
+from ieflow.optimize.reflection import ProposalCheck
+from ieflow.program import INSTRUCTION
+
+
+@dataclass
+class OPROConfig:
+    score_size: int = 6  # the fixed training subset every instruction is scored on
+    history_size: int = 8  # scored instructions shown in the meta-prompt (the best ones)
+    max_steps: int | None = None
+    temperature: float = 1.0  # OPRO samples diverse proposals
+    max_idle_steps: int = 8  # stop after this many rejected proposals in a row (they cost no metric call)
+    check: ProposalCheck = field(default_factory=ProposalCheck)
+
+
+class OPRO(Optimizer):
+    name = "opro"
+
+    def __init__(self, config: OPROConfig | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.config = config or OPROConfig()
+
+    def slack_calls(self) -> int:
+        return self.config.score_size
+
+    def settings(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self.config).items() if isinstance(v, int | float | str | bool | None)}
+
+    def optimize(self, run: OptimizerRun) -> None:
+        cfg = self.config
+        state = run.state.setdefault("opro", {})
+        if "subset" not in state:
+            ids = [ex.doc_id for ex in run.trainset]
+            state["subset"] = run.rng.sample(ids, min(cfg.score_size, len(ids)))
+            state["history"] = []  # [{"text", "score", "candidate"}], in the order proposed
+            run.checkpoint()
+        if not state["history"]:
+            seed_text = run.seed_program.components.get(INSTRUCTION, "")
+            state["history"].append({"text": seed_text, "score": self._score(run, seed_text), "candidate": 0})
+            run.checkpoint()
+        while True:
+            if cfg.max_steps is not None and run.step >= cfg.max_steps:
+                run.stop_reason = f"reached {cfg.max_steps} steps"
+                return
+            if run.stalled():
+                run.stop_reason = f"no improvement in {run.tracker.budget.patience} steps"
+                return
+            if run.best().val_score >= 1.0 - 1e-9:
+                run.stop_reason = "perfect validation score"
+                return
+            if state.get("idle", 0) >= cfg.max_idle_steps:
+                run.stop_reason = f"{cfg.max_idle_steps} proposals in a row were rejected"
+                return
+            run.tracker.check(len(state["subset"]))
+            run.step += 1
+            state["idle"] = 0 if self._step(run, state) else state.get("idle", 0) + 1
+            run.checkpoint()
+
+    def _subset(self, run: OptimizerRun, state: dict[str, Any]) -> list[Any]:
+        by_id = {ex.doc_id: ex for ex in run.trainset}
+        return [by_id[d] for d in state["subset"]]
+
+    def _score(self, run: OptimizerRun, text: str) -> float:
+        program = with_instruction(run.seed_program, text)
+        return mean([r.score for r in run.evaluate(program, self._subset(run, run.state["opro"]))])
+
+    def _step(self, run: OptimizerRun, state: dict[str, Any]) -> bool:
+        """One proposal; False when it was rejected before any metric call."""
+        cfg = self.config
+        history = state["history"]
+        shown = sorted(history, key=lambda h: (h["score"], h["text"]))[-cfg.history_size :]
+        messages = opro_messages(
+            run.seed_program,
+            [(h["text"], h["score"]) for h in shown],
+            data_summary(run.seed_program, run.trainset),
+        )
+        best = max(history, key=lambda h: h["score"])
+        text, reason = propose_text(
+            self,
+            run,
+            messages,
+            old=best["text"],
+            check=cfg.check,
+            seed=self.seed * 100_000 + run.step,
+            temperature=cfg.temperature,
+            avoid=[h["text"] for h in history],
+        )
+        if reason:
+            run.event("rejected", component=INSTRUCTION, text=text, reason=reason)
+            return False
+        score = self._score(run, text)
+        improved = score > best["score"] + 1e-9
+        entry: dict[str, Any] = {"text": text, "score": score, "candidate": None}
+        history.append(entry)
+        run.event("proposal", component=INSTRUCTION, text=text, score=round(score, 4), improved=improved)
+        verdict = "helped" if improved else "did not help"
+        run.learn(
+            f'{INSTRUCTION}: instruction "{text}" -> {verdict} (subset {best["score"]:.2f} -> {score:.2f})'
+        )
+        if improved:
+            program = with_instruction(run.seed_program, text)
+            candidate = run.add_candidate(program, [0], INSTRUCTION, f"subset score {score:.2f}")
+            entry["candidate"] = candidate.index
+        return True
+
+
+__all__ = ["OPRO", "OPROConfig"]

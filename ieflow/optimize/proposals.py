@@ -1,0 +1,375 @@
+"""Shared pieces of the instruction- and demo-searching optimizers (MIPROv2, SIMBA, BootstrapFewShot,
+OPRO, APE): grounding facts about the data, short proposal prompts, one checked proposal call, and
+demo-set building.
+
+Small local proposal models copy what they are shown and drift when asked open questions
+(ENVIRONMENT.md), so the grounding given to them is computed in code and names no training value
+(`data_summary`: "date is printed day-first in 6 of 6 documents"), each prompt asks for one
+instruction, and every reply goes through `clean_reply` and `ProposalCheck` before it costs a
+metric call. Reusable parts that already exist live in `reflection.py` and are imported from there.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from datetime import date
+from typing import Any
+
+from ieflow.datasets import Example
+from ieflow.optimize.base import Optimizer, OptimizerRun
+from ieflow.optimize.evaluator import ExampleResult
+from ieflow.optimize.reflection import ProposalCheck, clean_reply, excerpt, value_renderings
+from ieflow.program import INSTRUCTION, Demo, ExtractionProgram
+from ieflow.schema import field_schema, types_of
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+SYSTEM = "You write short, precise instructions for a data-extraction model. Reply with the instruction only."
+
+# MIPROv2-style tips: each proposal call gets one, so the candidates differ in kind, not only in wording.
+TIPS = (
+    "Say how the trickiest field must be read and written.",
+    "Be concise and concrete.",
+    "Name the most common mistake and how to avoid it.",
+    "Say where in the document the values are usually found.",
+)
+
+
+# -- facts about the data, with no training value in them -------------------------------------------
+
+
+def values_at(record: Any, path: str) -> list[Any]:
+    """The values at a field path (`lines[].name` gives one per item); lists are returned whole."""
+    current: list[Any] = [record]
+    for part in path.split("."):
+        many = part.endswith("[]")
+        key = part[:-2] if many else part
+        nxt: list[Any] = []
+        for value in current:
+            if not isinstance(value, dict):
+                continue
+            child = value.get(key)
+            if many and isinstance(child, list):
+                nxt.extend(child)
+            else:
+                nxt.append(child)
+        current = nxt
+    return current
+
+
+def field_kind(schema: dict[str, Any], path: str) -> str:
+    node = field_schema(schema, path)
+    label = " or ".join(t for t in types_of(node) if t != "null") or "value"
+    if node.get("format") == "date":
+        label += ", YYYY-MM-DD"
+    return label
+
+
+def field_list(program: ExtractionProgram, width: int = 90, limit: int = 14) -> list[str]:
+    """One line per field (type and description), capped so long schemas keep prompts short."""
+    fields = list(program.field_descriptions().items())
+    lines = [
+        f"- {path} ({field_kind(program.schema, path)}): {text.strip()[:width]}".rstrip(": ")
+        for path, text in fields[:limit]
+    ]
+    if len(fields) > limit:
+        lines.append(f"- ... and {len(fields) - limit} more fields")
+    return lines
+
+
+def _date_notation(text: str, iso: str) -> str | None:
+    """How the document prints the date `iso`: day-first, month-first, ISO, month name, or None."""
+    try:
+        d = date.fromisoformat(iso[:10])
+    except ValueError:
+        return None
+    year = f"(?:{d.year}|{d.year % 100:02d})"
+    days, months = {f"{d.day:02d}", str(d.day)}, {f"{d.month:02d}", str(d.month)}
+    for sep in ("/", "-", "."):
+        s = re.escape(sep)
+        for dd in days:
+            for mm in months:
+                if re.search(rf"(?<!\d){d.year}{s}{mm}{s}{dd}(?!\d)", text):
+                    return "ISO (YYYY-MM-DD)"
+                if d.day != d.month and re.search(rf"(?<!\d){dd}{s}{mm}{s}{year}(?!\d)", text):
+                    return "day-first (DD/MM/YYYY)"
+                if d.day != d.month and re.search(rf"(?<!\d){mm}{s}{dd}{s}{year}(?!\d)", text):
+                    return "month-first (MM/DD/YYYY)"
+    month = date(2000, d.month, 1).strftime("%b").lower()
+    return "with the month as a word" if month in text.lower() else None
+
+
+def data_summary(program: ExtractionProgram, examples: list[Example], limit: int = 8) -> list[str]:
+    """One line per field on how gold values relate to the documents (absence, date notation,
+    verbatim copies, list sizes). Patterns only: no value is quoted, so a proposer cannot leak one."""
+    lines: list[str] = []
+    n = len(examples)
+    for path in program.field_descriptions():
+        node = field_schema(program.schema, path)
+        if "object" in types_of(node) and "properties" in node:
+            continue  # its leaves have their own lines
+        per_doc = [(ex, values_at(ex.gold, path)) for ex in examples]
+        facts: list[str] = []
+        absent = sum(1 for _, vs in per_doc if all(v in (None, "", []) for v in vs))
+        if absent and not ("array" in types_of(node) and "[]" not in path):  # lists get a size range
+            facts.append(f"absent (null) in {absent} of {n} documents")
+        if "array" in types_of(node) and "[]" not in path:
+            sizes = [len(vs[0]) if vs and isinstance(vs[0], list) else 0 for _, vs in per_doc]
+            facts.append(f"{min(sizes)} to {max(sizes)} items per document")
+        elif node.get("format") == "date" or _looks_iso(per_doc):
+            dates = [(ex, v) for ex, vs in per_doc for v in vs if isinstance(v, str) and v]
+            notations: dict[str, int] = {}
+            for ex, v in dates:
+                if found := _date_notation(ex.text, v):
+                    notations[found] = notations.get(found, 0) + 1
+            unit = "items" if "[]" in path else "documents"
+            for name, count in sorted(notations.items(), key=lambda kv: -kv[1])[:2]:
+                facts.append(f"printed {name} in {count} of {len(dates)} {unit}")
+            facts.append("answer as YYYY-MM-DD")
+        elif {"string", "number", "integer"} & set(types_of(node)):
+            present = [(ex, v) for ex, vs in per_doc for v in vs if v not in (None, "", [])]
+            found = sum(1 for ex, v in present if _printed(ex.text, v))
+            if present:
+                facts.append(f"printed in the document in {found} of {len(present)} cases")
+        if facts:
+            lines.append(f"- {path}: " + "; ".join(facts) + ".")
+    return lines[:limit]
+
+
+def _looks_iso(per_doc: list[tuple[Example, list[Any]]]) -> bool:
+    values = [v for _, vs in per_doc for v in vs if isinstance(v, str) and v]
+    return bool(values) and all(re.fullmatch(r"\d{4}-\d{2}-\d{2}", v) for v in values)
+
+
+def _printed(text: str, value: Any) -> bool:
+    lowered = text.lower()
+    return any(r.lower() in lowered for r in value_renderings(value) if r)
+
+
+def error_summary(program: ExtractionProgram, results: list[ExampleResult], limit: int = 5) -> list[str]:
+    """How a program fails on some examples, one line per failing field with the scorer's feedback
+    (which often names the fix, e.g. "day and month are swapped")."""
+    lines = []
+    errors = sum(1 for r in results if r.error)
+    if errors:
+        lines.append(f"- {errors} of {len(results)} answers were not valid JSON for the schema")
+    for path in program.field_descriptions():
+        wrong = [r for r in results if r.fields.get(path, 1.0) < 1.0]
+        if wrong:
+            feedback = next((f for r in wrong if (f := r.field_details.get(path, {}).get("feedback"))), "")
+            hint = _hint(feedback)
+            lines.append(f"- {path} wrong in {len(wrong)} of {len(results)}" + (f": {hint}" if hint else ""))
+    return lines[:limit]
+
+
+def _hint(feedback: str) -> str:
+    """The scorer's closing "(what is wrong: how to fix it)" clause, only when it quotes no value
+    (feedback sentences are "path: predicted X but expected Y (hint).")."""
+    found = re.search(r"\(([^()]*)\)\.?$", feedback)
+    hint = found.group(1).strip() if found else ""
+    return "" if any(q in hint for q in "'\"") or re.search(r"\d", hint) else hint[:140]
+
+
+def io_pair(example: Example, max_tokens: int, max_chars: int = 400) -> str:
+    """A short input -> output pair: the head of the document, plus a short window around each
+    value the head does not show (so the pair shows where values sit, e.g. a total at the bottom),
+    and the gold record (cut for long records: the pair shows the task's shape, not every value)."""
+    from ieflow.extraction import head
+
+    text = " ".join(head(example.text, max_tokens).split())
+    for value in _leaves(example.gold)[:6]:
+        if excerpt(text, value, width=0) is None and len(text) < 4 * max_tokens + 200:
+            near = excerpt(example.text, value, width=25)
+            text += f" ... {near}" if near else ""
+    record = json.dumps(example.gold, ensure_ascii=False)
+    if len(record) > max_chars:
+        record = record[:max_chars] + " ..."
+    return f'Input: "{text}"\nOutput: {record}'
+
+
+def _leaves(record: Any) -> list[Any]:
+    if isinstance(record, dict):
+        return [v for value in record.values() for v in _leaves(value)]
+    if isinstance(record, list):
+        return [v for value in record for v in _leaves(value)]
+    return [] if record is None else [record]
+
+
+# -- the prompts (each asks for one instruction) ------------------------------------------------------
+
+
+def grounded_instruction_messages(
+    program: ExtractionProgram, summary: list[str], errors: list[str], pairs: list[str], tip: str
+) -> list[dict[str, str]]:
+    """MIPROv2's grounded proposal, cut down for small models: the fields, facts about the data,
+    how the current instruction fails, one short example, and one tip."""
+    prompt = [
+        "A model reads documents and answers with one JSON object with these fields:",
+        *field_list(program),
+    ]
+    if summary:
+        prompt += ["", "What the labelled documents show:", *summary]
+    if errors:
+        prompt += ["", "Mistakes made with the current instruction:", *errors]
+    if pairs:
+        prompt += ["", "Example:", *pairs]
+    prompt += [
+        "",
+        f'Current instruction: "{program.components.get(INSTRUCTION, "")}"',
+        f"Write a better instruction of 1 or 2 sentences. {tip} "
+        "Do not copy names, numbers or dates from the example.",
+    ]
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(prompt)}]
+
+
+def induction_messages(program: ExtractionProgram, pairs: list[str]) -> list[dict[str, str]]:
+    """APE's induction template: the instruction is inferred from input -> output pairs."""
+    prompt = [
+        "I gave a friend an instruction and some documents. The friend read the instruction and wrote "
+        "an output for every document. Here are the input-output pairs:",
+        "",
+        *pairs,
+        "",
+        f"The output fields are: {', '.join(program.field_descriptions())}.",
+        "What was the instruction? Reply with 1 or 2 sentences that say how to read and write the fields. "
+        "Do not copy names, numbers or dates from the pairs.",
+    ]
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(prompt)}]
+
+
+def variation_messages(instruction: str) -> list[dict[str, str]]:
+    """APE's resampling template: a variation of a good instruction with the same meaning."""
+    prompt = (
+        "Write a variation of the following instruction that keeps its meaning and every rule in it.\n"
+        f'Instruction: "{instruction}"'
+    )
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
+
+
+def opro_messages(
+    program: ExtractionProgram, history: list[tuple[str, float]], summary: list[str]
+) -> list[dict[str, str]]:
+    """OPRO's meta-prompt: earlier instructions with their scores, worst first, so the best ones are
+    read last; plus facts about the data in place of raw exemplars (shorter, and nothing to copy)."""
+    prompt = [
+        "A model extracts one JSON record with these fields from each document:",
+        *field_list(program, 60),
+    ]
+    if summary:
+        prompt += ["", "What the labelled documents show:", *summary]
+    prompt += ["", "Instructions tried so far, with their accuracy (0-100), lowest first:"]
+    for text, score in history:
+        prompt += [f'text: "{text}"', f"score: {round(100 * score)}"]
+    prompt += [
+        "",
+        "Write a new instruction (1 or 2 sentences) that is different from all of the above and scores "
+        "higher than all of them.",
+    ]
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(prompt)}]
+
+
+# -- one checked proposal ----------------------------------------------------------------------------
+
+
+def propose_text(
+    optimizer: Optimizer,
+    run: OptimizerRun,
+    messages: list[dict[str, str]],
+    *,
+    old: str,
+    check: ProposalCheck,
+    seed: int,
+    temperature: float,
+    avoid: list[str] | None = None,
+) -> tuple[str, str | None]:
+    """Ask once, clean the reply, check it. Returns (text, rejection reason or None).
+
+    `seed` must differ per call (fresh answers) and be a pure function of the run's position
+    (a resumed run replays the same calls from the LM cache)."""
+    response = optimizer.ask(run, messages, temperature=temperature, seed=seed)
+    if response is None:
+        return "", "proposal model failed"
+    text = clean_reply(response.text)
+    reason = check.check_text(text, old, run.trainset, response.finish_reason == "length")
+    if reason is None and _norm(text) in {_norm(a) for a in avoid or []}:
+        reason = "proposal repeats an earlier candidate"
+    return text, reason
+
+
+def _norm(text: str) -> str:
+    return " ".join(_WORD.findall(text.lower()))
+
+
+def tried_texts(run: OptimizerRun, component: str) -> list[str]:
+    """Texts for `component` recorded in the lesson log as not helping (same format as GEPA's)."""
+    prefix = f"{component}: "
+    return [
+        lesson[len(prefix) :].split(" -> ")[0]
+        for lesson in run.lessons
+        if lesson.startswith(prefix) and "did not help" in lesson
+    ]
+
+
+def with_instruction(program: ExtractionProgram, text: str) -> ExtractionProgram:
+    return program.replace(components={INSTRUCTION: text})
+
+
+# -- demos ---------------------------------------------------------------------------------------------
+
+
+def make_demo(example: Example, max_tokens: int) -> Demo:
+    """A worked demo: the document's head (so prompts stay short) and its gold record."""
+    from ieflow.extraction import head
+
+    return Demo(doc_id=example.doc_id, text=head(example.text, max_tokens), record=example.gold)
+
+
+def with_demos(program: ExtractionProgram, examples: list[Example], max_tokens: int) -> ExtractionProgram:
+    return program.replace(demos=[make_demo(ex, max_tokens) for ex in examples])
+
+
+def bootstrap(
+    run: OptimizerRun, program: ExtractionProgram, size: int, min_score: float
+) -> tuple[list[str], list[ExampleResult]]:
+    """Run `program` on `size` training examples (drawn once, kept in run.state) and return the ids
+    it gets right (DSPy's bootstrapped demos: examples the program already handles, so a demo shows
+    the answer format on a document like the ones it can read) and all results."""
+    key = "bootstrap_ids"
+    if key not in run.state:
+        ids = [ex.doc_id for ex in run.trainset]
+        run.state[key] = run.rng.sample(ids, min(size, len(ids)))
+    by_id = {ex.doc_id: ex for ex in run.trainset}
+    results = run.evaluate(program, [by_id[d] for d in run.state[key]])
+    return [r.doc_id for r in results if r.score >= min_score - 1e-9], results
+
+
+def sample_train(
+    rng: random.Random, trainset: list[Example], size: int, exclude: set[str] | None = None
+) -> list[Example]:
+    pool = [ex for ex in trainset if ex.doc_id not in (exclude or set())]
+    return rng.sample(pool, min(size, len(pool)))
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+__all__ = [
+    "TIPS",
+    "bootstrap",
+    "data_summary",
+    "error_summary",
+    "grounded_instruction_messages",
+    "induction_messages",
+    "io_pair",
+    "make_demo",
+    "opro_messages",
+    "propose_text",
+    "sample_train",
+    "tried_texts",
+    "values_at",
+    "variation_messages",
+    "with_demos",
+    "with_instruction",
+]
