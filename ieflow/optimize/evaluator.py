@@ -21,6 +21,7 @@ from typing import Any
 
 from ieflow.datasets import Example
 from ieflow.lm import LMClient
+from ieflow.lm.pricing import is_local
 from ieflow.program import ExtractionProgram
 from ieflow.scoring import Scorer
 
@@ -184,7 +185,10 @@ class Evaluator:
         return None if any(r is None for r in found) else found  # type: ignore[return-value]
 
     async def _run(self, program: ExtractionProgram, examples: list[Example]) -> None:
-        semaphore = asyncio.Semaphore(self.concurrency)
+        # A local model runs one call at a time anyway; queueing more would only count waiting
+        # time as each example's latency.
+        limit = 1 if is_local(program.model) else self.concurrency
+        semaphore = asyncio.Semaphore(limit)
 
         async def one(example: Example) -> None:
             async with semaphore:
