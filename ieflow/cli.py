@@ -17,20 +17,19 @@ models_app = typer.Typer(help="The embedded local models.", no_args_is_help=True
 app.add_typer(program_app, name="program")
 app.add_typer(models_app, name="models")
 
-REPO_DATA = Path("data")
-
 
 @app.command()
 def demo(
-    data: Path = typer.Option(
-        REPO_DATA / "receipts", help="A labelled folder (schema.json, labels.jsonl, documents/)."
+    data: str = typer.Option(
+        None, help="A labelled folder (schema.json, labels.jsonl, documents/); default data/receipts."
     ),
-    out: Path = typer.Option(Path("runs/demo"), help="Where the run writes its outputs."),
+    output_dir: str = typer.Option(None, help="Where the run writes its outputs; default runs/demo."),
+    max_metric_calls: int = typer.Option(None, help="Optimization budget; default 30."),
 ) -> None:
-    """The main job on the embedded defaults: extract a sample document with the local model."""
+    """The main job on the embedded defaults: ingest, split, optimize and extract the sample documents."""
     from ieflow.demo import run_demo
 
-    run_demo(data, out)
+    run_demo(data=data, output_dir=output_dir, max_metric_calls=max_metric_calls)
 
 
 @app.command("extract-file")

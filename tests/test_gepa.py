@@ -91,11 +91,16 @@ def test_budget_is_never_overshot_by_more_than_one_minibatch(tmp_path) -> None:
     def stubborn(messages: list[dict], params: dict) -> str:
         return "Read the field carefully from the document."  # never fixes anything
 
+    def deaf_student(messages: list[dict], params: dict) -> str:
+        # Ignores every instruction, rule and demo: no proposal can help it.
+        document = next(m["content"] for m in reversed(messages) if m["content"].startswith("Document:"))
+        return student([{"role": "system", "content": ""}, {"role": "user", "content": document}], params)
+
     optimizer = GEPA(
         GEPAConfig(minibatch_size=3, merge_every=0),
         run_dir=tmp_path / "run",
         reflection_model=ScriptedLM(stubborn),
-        student_client=ScriptedLM(student),
+        student_client=ScriptedLM(deaf_student),
     )
     result = optimizer.compile(seed_program(), train, val, Budget(max_metric_calls=25))
     assert 25 - 3 <= result.usage["metric_calls"] <= 25 + 3
@@ -124,6 +129,24 @@ def test_resume_spends_no_budget_twice_and_ends_the_same(tmp_path) -> None:
     assert resumed.usage["metric_calls"] == full.usage["metric_calls"]
     # The resumed run re-asked nothing it had already evaluated.
     assert len(student_lm.calls) == resumed.usage["metric_calls"] - spent_before
+
+
+def test_a_failed_reflection_falls_back_to_the_data_fact_for_that_field(tmp_path) -> None:
+    def vague(messages: list[dict], params: dict) -> str:
+        return "Read the value carefully from the document."
+
+    optimizer = GEPA(
+        GEPAConfig(minibatch_size=3, merge_every=0),
+        run_dir=tmp_path / "run",
+        reflection_model=ScriptedLM(vague),
+        student_client=ScriptedLM(student),
+        seed=1,
+    )
+    result = optimizer.compile(seed_program(), make_examples(8), make_examples(6, offset=100), Budget(80))
+    description = result.best_program.components["field:date"]
+    assert result.best_score == pytest.approx(1.0)
+    assert "In these documents it is printed day-first (DD/MM/YYYY)" in description
+    assert "Read the value carefully" not in description
 
 
 def test_proposal_checks() -> None:

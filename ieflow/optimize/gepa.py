@@ -300,8 +300,15 @@ class GEPA(Optimizer):
         failures = failure_lines(path, results, examples)
         tried = tried_texts(run, component)
         facts = self._field_facts(run).get(path, "")
-        messages = field_rule_messages(parent.program, path, failures, tried, facts)
-        rule, truncated = self._ask_text(run, messages)
+        fact_rule = f"In these documents it is {facts}" if facts else ""
+        if tried and fact_rule and not any(fact_rule in t for t in tried):
+            # The reflection model's own rule for this field did not help: try the value-free fact
+            # computed from the training data as the rule (weak models garble it when rephrasing).
+            rule, truncated = fact_rule, False
+        else:
+            rule, truncated = self._ask_text(
+                run, field_rule_messages(parent.program, path, failures, tried, facts)
+            )
         old = parent.program.components.get(component, "")
         reason = self.config.check.check_text(rule, old, run.trainset, truncated)
         if reason:
