@@ -59,8 +59,7 @@ class OptimizeParams(BaseModel):
 
 
 @flow(name="optimize", log_prints=True)
-def optimize(params: OptimizeParams | None = None) -> dict:
-    params = params or OptimizeParams()
+def optimize(params: OptimizeParams = OptimizeParams()) -> dict:
     logger = get_run_logger()
     out = Path(params.output_dir)
     schema, splits = load_split_examples(

@@ -38,8 +38,7 @@ class PipelineParams(BaseModel):
 
 
 @flow(name="pipeline", log_prints=True)
-def pipeline(params: PipelineParams | None = None) -> dict[str, Any]:
-    params = params or PipelineParams()
+def pipeline(params: PipelineParams = PipelineParams()) -> dict[str, Any]:
     logger = get_run_logger()
     out = params.output_dir.rstrip("/")
     documents = storage.join(out, "ingest", "documents.parquet")

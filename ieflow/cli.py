@@ -79,16 +79,6 @@ def optimize(
     typer.echo(json.dumps(summary, indent=2))
 
 
-@program_app.command("show")
-def program_show(path: Path) -> None:
-    """Print a program's components, model and hash."""
-    from ieflow.program import ExtractionProgram
-
-    prog = ExtractionProgram.load(path)
-    typer.echo(f"{prog.name}  hash={prog.hash}  model={prog.model}  demos={len(prog.demos)}")
-    typer.echo(prog.system_prompt())
-
-
 @program_app.command("diff")
 def program_diff(a: Path, b: Path) -> None:
     """Show which components, demos, model settings or strategy differ between two programs."""
@@ -114,6 +104,15 @@ def models_list() -> None:
 
     for name in known_aliases():
         typer.echo(f"local/{name}")
+
+
+def _mount_registry() -> None:
+    from ieflow.cli_program import add_registry_commands  # imports only typer at top level
+
+    add_registry_commands(program_app)  # list, show, register, promote, rollback
+
+
+_mount_registry()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,19 @@ from typing import Any
 
 from ieflow.optimize.base import OptimizationResult
 
+MAX_EMBEDDED_PNG = 300_000  # bytes: artifacts live in the Prefect database, keep them small
+
+
+def embedded_png(path: str | Path, alt: str) -> str | None:
+    """A PNG as a markdown image with a data URL: Prefect's UI renders it inside the artifact,
+    with no file server or object store needed. None when the file is missing or too big."""
+    import base64
+
+    file = Path(path)
+    if not file.is_file() or file.stat().st_size > MAX_EMBEDDED_PNG:
+        return None
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(file.read_bytes()).decode('ascii')})"
+
 
 def field_table(baseline: dict[str, float], optimized: dict[str, float]) -> list[str]:
     lines = ["| field | baseline | optimized | change |", "|---|---|---|---|"]
@@ -71,7 +84,8 @@ def optimization_markdown(
         marker = " (best)" if index == best.index else ""
         lines.append(f"| {index}{marker} | {c.val_score:.3f} | {c.tokens_per_doc:.0f} | {c.changed} |")
     if plot_path:
-        lines += ["", f"Plot of all candidates: `{plot_path}`"]
+        image = embedded_png(plot_path, "quality-cost Pareto plot")
+        lines += ["", image or "", f"Plot of all candidates: `{plot_path}`"]
     if result.lessons:
         lines += ["", "## Lessons (carried to the next run)", "", *[f"- {x}" for x in result.lessons[-10:]]]
     return "\n".join(lines) + "\n"
