@@ -106,13 +106,15 @@ def models_list() -> None:
         typer.echo(f"local/{name}")
 
 
-def _mount_registry() -> None:
-    from ieflow.cli_program import add_registry_commands  # imports only typer at top level
+def _mount_subcommands() -> None:
+    from ieflow.cli_ingest import ingest_command
+    from ieflow.cli_program import add_registry_commands  # both import only typer at top level
 
+    app.command("ingest")(ingest_command)
     add_registry_commands(program_app)  # list, show, register, promote, rollback
 
 
-_mount_registry()
+_mount_subcommands()
 
 
 if __name__ == "__main__":
