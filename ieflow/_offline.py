@@ -12,6 +12,9 @@ OFFLINE_DEFAULTS = {
     "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # litellm: no blocking fetch of the cost map
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "GX_ANALYTICS_ENABLED": "False",
+    # The temporary Prefect server needs 8-18 s idle and more on a busy 2-core machine; its
+    # default 20 s start-up timeout fails flows run without a configured server.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "HF_HUB_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
 }
