@@ -21,7 +21,9 @@ class ScriptedLM(LMClient):
         self.script = script
         self.calls: list[list[dict]] = []
 
-    def complete(self, messages: list[dict], *, response_schema: dict | None = None, **params: Any) -> LMResponse:
+    def complete(
+        self, messages: list[dict], *, response_schema: dict | None = None, **params: Any
+    ) -> LMResponse:
         params.pop("use_cache", None)
         self.calls.append(messages)
         started = time.perf_counter()

@@ -1,0 +1,225 @@
+"""ieflow.batch: shard plans, exactly-once writes, quarantine, resuming, against the fake LM server."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+import ieflow  # noqa: F401  (offline env defaults first)
+from ieflow import batch
+from ieflow.batch import BatchSettings, RunConflictError, ShardIncomplete, load_program, plan_run, run_batch
+from ieflow.lm.fake_server import FakeLMServer
+
+ROOT = Path(__file__).resolve().parents[1]
+PO = ROOT / "data" / "purchase_orders"
+GOLD = {json.loads(line)["doc_id"]: json.loads(line)
+        for line in (PO / "labels.jsonl").read_text().splitlines()}
+KEY_ENV = "IEFLOW_TEST_FAKE_KEY"
+
+
+def user_text(body: dict[str, Any]) -> str:
+    # Every user message: the repair request comes last, the document before it.
+    return "\n".join(m["content"] for m in body["messages"] if m["role"] == "user")
+
+
+def answer(body: dict[str, Any]) -> Any:
+    """The gold record of the document named in the text, spoiled as its marker says."""
+    text = user_text(body)
+    doc = next(d for d in GOLD if f"[{d}]" in text)
+    record = copy.deepcopy(GOLD[doc]["record"])
+    if "BAD-DATE" in text:
+        record["po_date"] = "2024-02-30"
+    if "NO-PO-NUMBER" in text:
+        del record["po_number"]
+    if "MALFORMED" in text:
+        return '{"po_number": "PO-1", "po_date": '
+    if "OVER-BUDGET" in text:
+        record["total"] = 99999.0
+    if "FLAKY" in text and FLAKY["on"]:
+        raise RuntimeError("model down")  # the fake server answers 500
+    return record
+
+
+FLAKY = {"on": False}
+
+
+def make_documents(path: Path, docs: dict[str, str]) -> str:
+    """documents.parquet as ingest writes it (the columns batch reads). `docs`: doc_id -> marker."""
+    rows = []
+    for doc_id, marker in docs.items():
+        source = doc_id.split("#")[0]
+        text = (PO / GOLD[source]["file"]).read_text(encoding="utf-8")
+        status = "error" if marker == "INGEST-ERROR" else "ok"
+        rows.append({"doc_id": doc_id, "sha256": f"sha-{doc_id}", "text": f"[{source}] {marker}\n{text}",
+                     "status": status, "error": "PDF is corrupt" if status == "error" else None})
+    pl.DataFrame(rows).write_parquet(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def server() -> Any:
+    with FakeLMServer(answer=answer) as srv:
+        yield srv
+
+
+@pytest.fixture(autouse=True)
+def _api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "fake")
+
+
+def settings(out: Path, server: FakeLMServer, **changes: Any) -> BatchSettings:
+    values = {"output_dir": str(out), "shard_size": 3, "concurrency": 4, "api_base": server.base_url,
+              "api_key_env": KEY_ENV, "use_lm_cache": False, "max_retries": 1, **changes}
+    return BatchSettings(**values)
+
+
+def program(server: FakeLMServer) -> Any:
+    return load_program(str(ROOT / "schemas" / "purchase_order.json"), model=server.model_name("po"))
+
+
+def test_plans_are_stable_and_an_output_folder_holds_one_run(tmp_path: Path, server: FakeLMServer) -> None:
+    docs = make_documents(tmp_path / "docs.parquet", {f"po-100{i % 3 + 1}#{i:02d}": "" for i in range(8)})
+    prog = program(server)
+    first = plan_run(docs, prog, settings(tmp_path / "out", server))
+    again = plan_run(docs, prog, settings(tmp_path / "out", server))
+    assert [s.shard_id for s in first.shards] == [s.shard_id for s in again.shards]
+    assert [len(s.doc_ids) for s in first.shards] == [3, 3, 2]
+    assert list(first.shards[0].doc_ids) == sorted(first.shards[0].doc_ids)
+    other = plan_run(docs, prog.replace(model="openai/other"), settings(tmp_path / "out2", server))
+    assert {s.shard_id for s in other.shards}.isdisjoint(s.shard_id for s in first.shards)
+    fewer = make_documents(tmp_path / "fewer.parquet", {"po-1001#00": ""})
+    with pytest.raises(RunConflictError, match="another output folder"):
+        plan_run(fewer, prog, settings(tmp_path / "out", server))
+
+
+def test_every_document_lands_once_in_records_or_quarantine(tmp_path: Path, server: FakeLMServer) -> None:
+    rules = tmp_path / "expectations.json"
+    rules.write_text(json.dumps([{"type": "expect_column_values_to_be_between",
+                                  "kwargs": {"column": "total", "max_value": 50000},
+                                  "meta": {"name": "total within budget"}}]))
+    markers = {"po-1001#a": "", "po-1002#b": "", "po-1003#c": "", "po-1001#d": "BAD-DATE",
+               "po-1002#e": "NO-PO-NUMBER", "po-1003#f": "MALFORMED", "po-1001#g": "OVER-BUDGET",
+               "po-1002#h": "INGEST-ERROR"}
+    docs = make_documents(tmp_path / "docs.parquet", markers)
+    out = tmp_path / "out"
+    summary = run_batch(docs, program(server), settings(out, server, expectations=str(rules)))
+    assert summary["status"] == "complete" and summary["n_documents"] == 8
+    records, quarantine = batch.read_outputs(str(out))
+    assert sorted(records["doc_id"]) == ["po-1001#a", "po-1002#b", "po-1003#c"]
+    assert sorted([*records["doc_id"], *quarantine["doc_id"]]) == sorted(markers)
+    why = {row["doc_id"]: row for row in quarantine.iter_rows(named=True)}
+    assert why["po-1001#d"]["reason"] == "validation_failed"
+    assert why["po-1001#d"]["failed_expectations"] == [
+        "expect_column_values_to_match_strftime_format(po_date)"]
+    assert "po_date" in why["po-1001#d"]["errors"][0]  # the client's own schema problem, kept too
+    assert why["po-1002#e"]["failed_expectations"] == ["expect_column_values_to_be_null(missing:)",
+                                                       "expect_column_values_to_not_be_null(raw:po_number)"]
+    assert json.loads(why["po-1002#e"]["record_json"])["total"] == 2351.44
+    assert why["po-1003#f"]["reason"] == "parse_error"
+    assert why["po-1003#f"]["raw"] == '{"po_number": "PO-1", "po_date": '
+    assert why["po-1001#g"]["failed_expectations"] == ["total within budget"]
+    assert why["po-1002#h"]["reason"] == "document_error" and "corrupt" in why["po-1002#h"]["errors"][0]
+    assert summary["quarantined_by_reason"] == {"validation_failed": 3, "parse_error": 1, "lm_error": 0,
+                                                "document_error": 1}
+    # Typed columns: structs for objects, lists of structs for arrays of objects, real dates.
+    assert records.schema["po_date"] == pl.Date
+    assert isinstance(records.schema["buyer"], pl.Struct)
+    schema = program(server).schema
+    item = schema["properties"]["line_items"]["items"]
+    assert records.schema["line_items"] == pl.List(batch.polars_dtype(schema, item))
+    gold = records.filter(pl.col("doc_id") == "po-1001#a").to_dicts()[0]
+    assert gold["line_items"][2]["unit_price"] == 31.0 and gold["buyer"]["address"]["country"] == "US"
+    assert gold["program_hash"] == program(server).hash and gold["prompt_tokens"] > 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    shard_dirs = {f"shard={s['shard_id']}" for s in manifest["shards"]}
+    assert {p.name for p in (out / "records").iterdir()} == shard_dirs
+    assert (out / "data_docs" / "index.html").is_file() and not (out / "_staging").exists()
+    assert manifest["status"] == "complete" and manifest["summary"]["n_records"] == 3
+    shard_stats = [json.loads(p.read_text()) for p in (out / "_shards").glob("*.json")]
+    assert sum(s["n_documents"] for s in shard_stats) == 8 and "_records" not in shard_stats[0]
+    assert "fake" not in json.dumps(manifest)  # the API key never lands in an output
+    # Starting again does nothing: every shard is done.
+    before = server.stats.requests
+    again = run_batch(docs, program(server), settings(out, server, expectations=str(rules)))
+    assert server.stats.requests == before and again["n_processed"] == 0 and again["n_records"] == 3
+
+
+def test_a_retry_redoes_only_the_documents_the_model_failed(tmp_path: Path, server: FakeLMServer) -> None:
+    markers = {"po-1001#1": "", "po-1002#2": "FLAKY", "po-1003#3": "", "po-1001#4": "FLAKY"}
+    docs = make_documents(tmp_path / "docs.parquet", markers)
+    prog, conf = program(server), settings(tmp_path / "out", server, shard_size=10)
+    (shard,) = plan_run(docs, prog, conf).shards
+    FLAKY["on"] = True
+    try:
+        with pytest.raises(ShardIncomplete, match="2 of 4 documents"):
+            batch.run_shard(docs, shard, prog, conf)
+    finally:
+        FLAKY["on"] = False
+    assert not batch.shard_done(conf.output_dir, shard.shard_id)
+    assert len(batch.load_staged(f"{conf.output_dir}/_staging/{shard.shard_id}")) == 2
+    before = server.stats.requests
+    stats = batch.run_shard(docs, shard, prog, conf)
+    assert server.stats.requests - before == 2  # only the two failed documents, one call each
+    assert stats["n_records"] == 4 and stats["resumed_documents"] == 2
+
+
+def test_typed_values_and_what_cannot_be_stored() -> None:
+    schema = {"type": "object", "properties": {
+        "when": {"type": ["string", "null"], "format": "date"},
+        "n": {"type": "integer"}, "any": {}, "tags": {"type": "array", "items": {"type": "string"}}}}
+    assert batch.polars_dtype(schema, schema["properties"]["any"]) == pl.String
+    value = {"when": "2024-01-02", "n": 3, "any": {"a": 1}, "tags": ["x"]}
+    typed, problem = batch.coerce_record(schema, value)
+    assert problem is None
+    assert typed == {"when": dt.date(2024, 1, 2), "n": 3, "any": '{"a": 1}', "tags": ["x"]}
+    typed, problem = batch.coerce_record(schema, {"when": "soon", "n": 1, "any": None, "tags": []})
+    assert typed is None and "cannot store" in problem
+
+
+@pytest.mark.slow
+def test_kill_9_mid_run_then_restart_writes_every_document_once(tmp_path: Path) -> None:
+    n = 240
+    docs = make_documents(tmp_path / "docs.parquet", {f"po-100{i % 3 + 1}#{i:03d}": "" for i in range(n)})
+    out = tmp_path / "out"
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys, ieflow\n"
+        "from ieflow.batch import BatchSettings, load_program, run_batch\n"
+        f"program = load_program({str(ROOT / 'schemas/purchase_order.json')!r}, model='openai/po')\n"
+        f"conf = BatchSettings(output_dir={str(out)!r}, shard_size=40, concurrency=8, api_base=sys.argv[1],\n"
+        f"                     api_key_env={KEY_ENV!r}, use_lm_cache=False, flush_every=8)\n"
+        f"print(run_batch({docs!r}, program, conf, parallel_shards=2)['n_records'])\n")
+    with FakeLMServer(latency_s=0.05, answer=answer) as srv:
+        child = subprocess.Popen([sys.executable, str(script), srv.base_url], cwd=ROOT, env=os.environ,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # kill mid-shard: one shard done, another one staging
+            done = {p.parent.name.removeprefix("shard=") for p in out.glob("records/shard=*/part.parquet")}
+            if done and {p.parent.name for p in out.glob("_staging/*/*.jsonl")} - done:
+                break
+            time.sleep(0.01)
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        assert child.returncode == -signal.SIGKILL
+        done = {p.parent.name.removeprefix("shard=") for p in out.glob("records/shard=*/part.parquet")}
+        staged = sum(1 for p in out.glob("_staging/*/*.jsonl") if p.parent.name not in done for _ in p.open())
+        assert 1 <= len(done) < n // 40 and staged > 0, "the kill came too late to test a restart"
+        requests_before = srv.stats.requests
+        finished = subprocess.run([sys.executable, str(script), srv.base_url], cwd=ROOT, env=os.environ,
+                                  capture_output=True, text=True, timeout=300)
+        assert finished.returncode == 0, finished.stderr[-2000:]
+        redone = srv.stats.requests - requests_before
+    records, quarantine = batch.read_outputs(str(out))
+    assert len(records) == n and records["doc_id"].n_unique() == n and len(quarantine) == 0
+    assert redone == n - 40 * len(done) - staged  # done shards and staged documents were not redone
