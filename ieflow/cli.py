@@ -32,6 +32,25 @@ def demo(
     run_demo(data=data, output_dir=output_dir, max_metric_calls=max_metric_calls)
 
 
+@app.command()
+def extract(
+    documents: str = typer.Argument(..., help="documents.parquet from ingest, or a folder of documents."),
+    program: str = typer.Option(..., help="program.json from optimize, or a record JSON Schema."),
+    output_dir: str = typer.Option(..., help="Folder or fsspec URL for records/ and quarantine/."),
+    shard_size: int = typer.Option(None, help="Documents per shard (one Prefect task each)."),
+    concurrency: int = typer.Option(None, help="Model calls in flight."),
+    model: str = typer.Option(None, help="Override the program's model (litellm name)."),
+    api_base: str = typer.Option(None, help="Base URL of an OpenAI-compatible server."),
+    api_key_env: str = typer.Option(None, help="Name of the environment variable holding the API key."),
+) -> None:
+    """Batch-extract a corpus with a program (the `extract` flow; restartable, exactly-once)."""
+    from flows.extract import ExtractParams
+    from flows.extract import extract as extract_flow
+
+    given = {k: v for k, v in locals().items() if v is not None and k in ExtractParams.model_fields}
+    typer.echo(json.dumps(extract_flow(ExtractParams(**given)), indent=2, default=str))
+
+
 @app.command("extract-file")
 def extract_file(
     document: Path = typer.Argument(..., help="A PDF, DOCX, HTML, EML, Markdown or text file."),
