@@ -29,6 +29,17 @@ def field_table(baseline: dict[str, float], optimized: dict[str, float]) -> list
     return lines
 
 
+def _cost_table(baseline: dict[str, Any], optimized: dict[str, Any]) -> list[str]:
+    """Tokens per document, plus dollars only when a model has a price (local models cost $0)."""
+    priced = baseline["cost_usd"] > 0 or optimized["cost_usd"] > 0
+    header = "| program | prompt tokens | completion tokens |" + (" cost (USD) |" if priced else "")
+    rows = [header, "|---|---|---|" + ("---|" if priced else "")]
+    for label, row in (("baseline", baseline), ("optimized", optimized)):
+        line = f"| {label} | {row['prompt_tokens']:.0f} | {row['completion_tokens']:.0f} |"
+        rows.append(line + (f" {row['cost_usd']:.6f} |" if priced else ""))
+    return rows
+
+
 def optimization_markdown(
     result: OptimizationResult,
     baseline_test: dict[str, Any],
@@ -51,18 +62,18 @@ def optimization_markdown(
         "",
         "## Serving cost per document",
         "",
-        "| program | prompt tokens | completion tokens | cost (USD) |",
-        "|---|---|---|---|",
-        f"| baseline | {baseline_test['prompt_tokens']:.0f} | {baseline_test['completion_tokens']:.0f} | "
-        f"{baseline_test['cost_usd']:.6f} |",
-        f"| optimized | {optimized_test['prompt_tokens']:.0f} | {optimized_test['completion_tokens']:.0f} | "
-        f"{optimized_test['cost_usd']:.6f} |",
+        *_cost_table(baseline_test, optimized_test),
         "",
         "## The optimization's own cost",
         "",
         f"{usage['metric_calls']:.0f} metric calls, {len(result.candidates)} candidates, "
-        f"{usage['wall_s'] / 60:.1f} min wall time, student ${usage['student_cost_usd']:.4f} + "
-        f"optimizer model ${usage['optimizer_cost_usd']:.4f}.",
+        f"{usage['wall_s'] / 60:.1f} min wall time"
+        + (
+            f", student ${usage['student_cost_usd']:.4f} + "
+            f"optimizer model ${usage['optimizer_cost_usd']:.4f}."
+            if usage["student_cost_usd"] or usage["optimizer_cost_usd"]
+            else " (local models: no dollar cost)."
+        ),
         "",
         "## Lineage of the best program",
         "",
