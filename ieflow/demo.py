@@ -25,7 +25,9 @@ def run_demo(**overrides: object) -> dict:
     table.add_column("stage")
     table.add_column("result")
     table.add_row("ingest", json.dumps(summary["ingest"].get("status_counts", {})))
-    table.add_row("split", json.dumps(summary["split"].get("counts", summary["split"].get("sizes", {}))))
+    table.add_row(
+        "split", ", ".join(f"{k} {v}" for k, v in sorted(summary["split"].get("splits", {}).items()))
+    )
     table.add_row(
         "optimize",
         f"test score {optimized['baseline_test']:.3f} -> {optimized['optimized_test']:.3f} "
@@ -33,10 +35,15 @@ def run_demo(**overrides: object) -> dict:
     )
     extracted = summary["extract"]
     table.add_row(
-        "extract", json.dumps({k: v for k, v in extracted.items() if isinstance(v, int | float | str)})
+        "extract",
+        f"{extracted.get('n_records', 0)} records, {extracted.get('n_quarantined', 0)} quarantined, "
+        f"{extracted.get('prompt_tokens', 0)} prompt tokens, {extracted.get('wall_s', 0):.0f} s "
+        f"({extracted.get('status', '?')})",
     )
     console.print(table)
-    console.print(f"program: {optimized['program']}   report: {out / 'optimize' / 'report.md'}")
+    console.print(f"program: {optimized['program']}")
+    console.print(f"report:  {out / 'optimize' / 'report.md'}")
+    console.print(f"records: {out / 'extract' / 'records'}   data docs: {extracted.get('data_docs', '-')}")
 
     records = sorted((out / "extract").glob("records/**/*.parquet"))
     if records:
