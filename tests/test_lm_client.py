@@ -94,7 +94,7 @@ def test_timeout_is_retried_and_reported(server, tmp_path) -> None:
 
 
 def test_structured_output_is_validated_and_repaired_once(server, tmp_path) -> None:
-    answers = iter(['{"company": "ACME", "total": ', '{"company": "ACME", "total": 12.5}'])
+    answers = iter(['{"company": "ACME", "total": "12,50"}', '{"company": "ACME", "total": 12.5}'])
     server.set_answer(lambda body: next(answers))
     response = client_for(server, tmp_path).complete_json(MESSAGES, SCHEMA)
     assert response.parsed == {"company": "ACME", "total": 12.5}
@@ -103,6 +103,16 @@ def test_structured_output_is_validated_and_repaired_once(server, tmp_path) -> N
     # The request carried the schema as an OpenAI response format.
     assert server.stats.bodies[0]["response_format"]["json_schema"]["schema"] == SCHEMA
     assert response.prompt_tokens > 0  # both attempts counted
+
+
+def test_a_garbled_answer_gets_a_fresh_try_before_any_repair(server, tmp_path) -> None:
+    answers = iter(['{"company": "ACME", "total": ', '{"company": "ACME", "total": 12.5}'])
+    server.set_answer(lambda body: next(answers))
+    response = client_for(server, tmp_path).complete_json([{"role": "user", "content": "garbled"}], SCHEMA)
+    assert response.parsed == {"company": "ACME", "total": 12.5}
+    # The same request again (no repair turn), sent past the cache.
+    assert server.stats.requests == 2
+    assert server.stats.bodies[-1]["messages"] == [{"role": "user", "content": "garbled"}]
 
 
 def test_structured_output_gives_a_typed_error_after_a_failed_repair(server, tmp_path) -> None:

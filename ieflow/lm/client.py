@@ -218,6 +218,9 @@ class LMClient:
         """
         first = self.complete(messages, response_schema=schema, **params)
         value, problems = parse_and_validate(first.text, schema)
+        if problems and _garbled(first, value):
+            first = self.complete(messages, response_schema=schema, use_cache=False, **params)
+            value, problems = parse_and_validate(first.text, schema)
         if not problems:
             first.parsed = value
             return first
@@ -228,6 +231,9 @@ class LMClient:
     async def acomplete_json(self, messages: list[dict], schema: dict, **params: Any) -> LMResponse:
         first = await self.acomplete(messages, response_schema=schema, **params)
         value, problems = parse_and_validate(first.text, schema)
+        if problems and _garbled(first, value):
+            first = await self.acomplete(messages, response_schema=schema, use_cache=False, **params)
+            value, problems = parse_and_validate(first.text, schema)
         if not problems:
             first.parsed = value
             return first
@@ -349,6 +355,12 @@ class LMClient:
                 },
             )
         return response
+
+
+def _garbled(response: LMResponse, value: Any) -> bool:
+    """Not JSON at all, or cut off: a transport-level fault worth one fresh try before a repair
+    turn (a repair asks the model to fix content; it cannot fix an answer that never arrived)."""
+    return value is None or response.finish_reason == "length"
 
 
 def _describe(exc: BaseException | None) -> str:
