@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from ieflow import storage
 from ieflow.batch import BatchSettings, load_program, plan_run, shard_done
+from ieflow.preflight import preflight
 from ieflow.program import ExtractionProgram
 from tasks.extract import extract_shard, finish_extract, plan_extract, summary_table
 
@@ -81,8 +82,10 @@ def extract(params: ExtractParams) -> dict[str, Any]:
     """Extract records from every document; returns the run summary (also in manifest.json)."""
     logger = get_run_logger()
     started = time.perf_counter()
-    documents = find_documents(params)
     program = load_program(params.program, params.model)
+    # A wrong model, key or endpoint fails here in one line, before any document is touched.
+    preflight(program.model, params.api_base, params.api_key_env)
+    documents = find_documents(params)
     settings = params.settings()
     program_json = json.dumps(program.to_dict())  # text: see tasks/extract.py
     plan = plan_extract(documents, program_json, settings)

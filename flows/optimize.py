@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from ieflow import config
 from ieflow.optimize import Budget, make_optimizer
 from ieflow.optimize.runner import load_split_examples
+from ieflow.preflight import preflight
 from ieflow.program import ExtractionProgram
 from ieflow.report import optimization_markdown, pareto_plot
 from tasks.optimize import evaluate_as_task, score_program
@@ -62,6 +63,10 @@ class OptimizeParams(BaseModel):
 def optimize(params: OptimizeParams = OptimizeParams()) -> dict:
     logger = get_run_logger()
     out = Path(params.output_dir)
+    # Bad schema, labels, model names or missing keys fail here in one line, before any work.
+    dataset = Path(params.dataset)
+    preflight(params.student_model, schema_path=dataset / "schema.json", labels_path=dataset / "labels.jsonl")
+    preflight(params.reflection_model)
     schema, splits = load_split_examples(
         params.dataset,
         splits_path=params.splits_path,
