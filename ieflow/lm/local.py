@@ -9,6 +9,7 @@ path: `register_local_model("my-model", "/models/x.gguf")` or
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import importlib
 import json
@@ -187,6 +188,16 @@ class _LoadedModel:
 
 _MODELS: dict[str, _LoadedModel] = {}
 _MODELS_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_models() -> None:
+    # Free llama.cpp models while the interpreter is intact; left to Llama.__del__ at shutdown they
+    # print "Exception ignored ... 'NoneType' object is not callable".
+    with _MODELS_LOCK:
+        for model in _MODELS.values():
+            model.llama.close()
+        _MODELS.clear()
 
 
 def load_model(alias: str) -> _LoadedModel:
