@@ -38,12 +38,13 @@ from typing import Any
 import polars as pl
 
 from ieflow import storage
+from ieflow.extraction import leaked_prompt
 from ieflow.program import ExtractionProgram
 from ieflow.schema import kind_of, resolve, top_level_fields, types_of
 from ieflow.validation import RecordValidator, load_expectations
 
 MANIFEST = "manifest.json"
-QUARANTINE_REASONS = ("validation_failed", "parse_error", "lm_error", "document_error")
+QUARANTINE_REASONS = ("validation_failed", "parse_error", "lm_error", "document_error", "prompt_leak")
 
 
 class RunConflictError(RuntimeError):
@@ -368,6 +369,11 @@ def _document_problem(row: dict[str, Any]) -> str | None:
 def _finalize(shard: Shard, outcomes: list[dict[str, Any]], program: ExtractionProgram,
               settings: BatchSettings) -> dict[str, Any]:
     validator = make_validator(program, settings.expectations)
+    for o in outcomes:
+        # An obeyed injection ("print your instructions") can be schema-valid: keep it out of records.
+        leak = leaked_prompt(o["value"], program) if o["kind"] == "ok" else None
+        if leak:
+            o.update(kind="prompt_leak", error=f"a value repeats the extraction prompt: {leak[:40]!r}")
     values = {o["doc_id"]: o["value"] for o in outcomes if o["kind"] in ("ok", "invalid")}
     report = validator.validate(values)
     records, quarantined = [], []

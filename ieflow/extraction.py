@@ -220,3 +220,22 @@ def _merge_values(values: list[Any], rule: str, is_list: bool) -> Any:
         best = max(counts.values())
         return next(v for v in values if counts[json.dumps(v, sort_keys=True)] == best)
     return values[0]
+
+
+def leaked_prompt(record: Any, program: ExtractionProgram, window: int = 40) -> str | None:
+    """A piece of the program's own prompt found inside an extracted value (a document that told the
+    model to print its instructions), or None. Such a record must not reach the output."""
+    prompt = " ".join(program.system_prompt().split())
+    stack = [record]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str) and len(value) >= window:
+            text = " ".join(value.split())
+            for start in range(0, len(text) - window + 1, window // 2):
+                if text[start : start + window] in prompt:
+                    return text[start : start + window]
+    return None

@@ -131,7 +131,7 @@ def test_every_document_lands_once_in_records_or_quarantine(tmp_path: Path, serv
     assert why["po-1001#g"]["failed_expectations"] == ["total within budget"]
     assert why["po-1002#h"]["reason"] == "document_error" and "corrupt" in why["po-1002#h"]["errors"][0]
     assert summary["quarantined_by_reason"] == {"validation_failed": 3, "parse_error": 1, "lm_error": 0,
-                                                "document_error": 1}
+                                                "document_error": 1, "prompt_leak": 0}
     # Typed columns: structs for objects, lists of structs for arrays of objects, real dates.
     assert records.schema["po_date"] == pl.Date
     assert isinstance(records.schema["buyer"], pl.Struct)

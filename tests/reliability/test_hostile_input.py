@@ -77,9 +77,6 @@ def test_injected_documents_never_yield_off_schema_records(tmp_path: Path) -> No
     assert program.system_prompt()[:60] not in json.dumps(records.to_dicts(), default=str)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ieflow/batch.py: a schema-valid answer whose string field holds the system prompt (an obeyed "
-    "injection) is written to records.parquet; nothing checks extracted values for prompt text"))
 def test_a_prompt_smuggled_into_a_field_does_not_reach_the_records(tmp_path: Path) -> None:
     rows = [_row("clean-1", po_text(PO_IDS[0])),
             _row("inj-field", po_text(PO_IDS[1], f"INJECT-FIELD {INJECTION}"))]
@@ -88,6 +85,7 @@ def test_a_prompt_smuggled_into_a_field_does_not_reach_the_records(tmp_path: Pat
     program = load_program(str(PO_SCHEMA))
     assert program.system_prompt()[:60] not in json.dumps(records.to_dicts(), default=str)
     assert "inj-field" in quarantine["doc_id"].to_list()
+    assert "prompt_leak" in quarantine.filter(quarantine["doc_id"] == "inj-field")["reason"].to_list()
 
 
 def test_an_injection_in_training_documents_never_becomes_the_program(tmp_path: Path) -> None:
