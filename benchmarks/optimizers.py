@@ -122,6 +122,18 @@ def report() -> str:
                 f"{test['prompt_tokens']:.0f} | {row['metric_calls']} | "
                 f"{row['optimization_wall_s'] / 60:.0f} min |"
             )
+        for checkpoint in sorted(summary_path.parent.glob("*/checkpoint.json")):
+            name = checkpoint.parent.name
+            if name in summary.get("optimizers", {}):
+                continue
+            state = json.loads(checkpoint.read_text())
+            calls = len((checkpoint.parent / "evaluations.jsonl").read_text().splitlines())
+            scores = [c["val_score"] for c in state["candidates"]]
+            lines.append(
+                f"| {name} (in progress: step {state['step']}, {calls} of "
+                f"{summary['budget_metric_calls']} metric calls) | not yet scored on test | - | - | "
+                f"{calls} | val {scores[0]:.3f} -> best {max(scores):.3f} so far |"
+            )
         lines += ["", "Per-field test scores:", ""]
         fields = list(base["per_field"])
         lines.append("| program | " + " | ".join(fields) + " |")
