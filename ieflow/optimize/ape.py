@@ -53,8 +53,6 @@ class APE(Optimizer):
     def slack_calls(self) -> int:
         return self.config.minibatch_size
 
-    def settings(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self.config).items() if isinstance(v, int | float | str | bool | None)}
 
     def optimize(self, run: OptimizerRun) -> None:
         cfg = self.config

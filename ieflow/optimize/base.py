@@ -224,6 +224,16 @@ class OptimizerRun:
     def val_results(self, candidate: Candidate) -> list[ExampleResult]:
         return self.evaluate(candidate.program, self.valset)
 
+    def stopping(self, max_steps: int | None = None) -> bool:
+        """The shared stopping rules (step limit, patience, perfect score); sets `stop_reason`."""
+        if max_steps is not None and self.step >= max_steps:
+            self.stop_reason = f"reached {max_steps} steps"
+        elif self.stalled():
+            self.stop_reason = f"no improvement in {self.tracker.budget.patience} steps"
+        elif self.best().val_score >= 1.0 - 1e-9:
+            self.stop_reason = "perfect validation score"
+        return bool(self.stop_reason)
+
     def stalled(self) -> bool:
         patience = self.tracker.budget.patience
         return patience is not None and self.step - self.best_step >= patience
@@ -358,7 +368,9 @@ class Optimizer(ABC):
         return 0
 
     def settings(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if isinstance(v, int | float | str | bool)}
+        """Scalar settings for the result file: the `config` dataclass's, else the optimizer's own."""
+        source = vars(self.config) if hasattr(self, "config") else vars(self)
+        return {k: v for k, v in source.items() if isinstance(v, int | float | str | bool | None)}
 
     def compile(
         self,

@@ -41,8 +41,6 @@ class BootstrapFewShot(Optimizer):
     def slack_calls(self) -> int:
         return 0  # every step is one validation pass, checked whole before it starts: no overshoot
 
-    def settings(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self.config).items() if isinstance(v, int | float | str | bool | None)}
 
     def optimize(self, run: OptimizerRun) -> None:
         cfg = self.config
@@ -61,14 +59,7 @@ class BootstrapFewShot(Optimizer):
             run.event("bootstrapped", good=good)
             run.checkpoint()
         while state["made"] < cfg.num_candidates:
-            if cfg.max_steps is not None and run.step >= cfg.max_steps:
-                run.stop_reason = f"reached {cfg.max_steps} steps"
-                return
-            if run.stalled():
-                run.stop_reason = f"no improvement in {run.tracker.budget.patience} steps"
-                return
-            if run.best().val_score >= 1.0 - 1e-9:
-                run.stop_reason = "perfect validation score"
+            if run.stopping(cfg.max_steps):
                 return
             run.tracker.check(len(run.valset))
             run.step += 1

@@ -69,8 +69,6 @@ class MIPROv2(Optimizer):
     def slack_calls(self) -> int:
         return self.config.minibatch_size
 
-    def settings(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self.config).items() if isinstance(v, int | float | str | bool | None)}
 
     # -- the run -------------------------------------------------------------------------------------
 
