@@ -53,7 +53,6 @@ class APE(Optimizer):
     def slack_calls(self) -> int:
         return self.config.minibatch_size
 
-
     def optimize(self, run: OptimizerRun) -> None:
         cfg = self.config
         state = run.state.setdefault("ape", {})

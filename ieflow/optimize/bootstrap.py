@@ -41,7 +41,6 @@ class BootstrapFewShot(Optimizer):
     def slack_calls(self) -> int:
         return 0  # every step is one validation pass, checked whole before it starts: no overshoot
 
-
     def optimize(self, run: OptimizerRun) -> None:
         cfg = self.config
         state = run.state.setdefault("bootstrap", {"made": 0})

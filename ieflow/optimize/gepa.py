@@ -206,7 +206,6 @@ class GEPA(Optimizer):
     def slack_calls(self) -> int:
         return self.config.minibatch_size
 
-
     def optimize(self, run: OptimizerRun) -> None:
         cfg = self.config
         while True:

@@ -42,7 +42,6 @@ class OPRO(Optimizer):
     def slack_calls(self) -> int:
         return self.config.score_size
 
-
     def optimize(self, run: OptimizerRun) -> None:
         cfg = self.config
         state = run.state.setdefault("opro", {})

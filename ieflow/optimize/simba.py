@@ -94,7 +94,6 @@ class SIMBA(Optimizer):
     def slack_calls(self) -> int:
         return self.config.minibatch_size
 
-
     def optimize(self, run: OptimizerRun) -> None:
         cfg = self.config
         while True:
