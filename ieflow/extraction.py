@@ -13,6 +13,7 @@ import threading
 from collections import Counter
 from typing import Any
 
+from ieflow.formats import convert_record
 from ieflow.lm import LMClient, LMError, StructuredOutputError
 from ieflow.program import ExtractionProgram, Trace
 from ieflow.schema import kind_of, top_level_fields
@@ -74,7 +75,8 @@ async def _extract_once(
     messages = program.messages(text)
     trace.messages = messages
     try:
-        response = await client.acomplete_json(messages, program.response_schema(), **program.model_params)
+        schema = program.response_schema(text)
+        response = await client.acomplete_json(messages, schema, **program.model_params)
     except StructuredOutputError as exc:
         trace.raw = exc.raw
         trace.error = exc.reason
@@ -87,7 +89,7 @@ async def _extract_once(
     trace.raw = response.text
     trace.cached = response.cached
     _add_usage(trace, response)
-    return response.parsed, trace
+    return convert_record(response.parsed, program.formats), trace
 
 
 def _add_usage(trace: Trace, response: Any) -> None:

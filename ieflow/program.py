@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ieflow import config, storage
+from ieflow.formats import get_format, render_record
 from ieflow.schema import field_paths, field_schema, load_schema, resolve, types_of
 
 INSTRUCTION = "instruction"
@@ -71,6 +72,15 @@ class ExtractionProgram:
     name: str = "program"
     lessons: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # field path -> output format name (see ieflow/formats.py): copy as printed, convert in code
+    formats: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        paths = set(field_paths(self.schema))
+        for path, name in self.formats.items():
+            get_format(name)
+            if path not in paths:
+                raise ValueError(f"output format {name!r} names unknown field {path!r}")
 
     # -- construction ------------------------------------------------------------------------------
 
@@ -108,6 +118,7 @@ class ExtractionProgram:
             new.components.update(components)
         for key, value in changes.items():
             setattr(new, key, value)
+        new.__post_init__()
         return new
 
     # -- identity --------------------------------------------------------------------------------
@@ -121,7 +132,7 @@ class ExtractionProgram:
             "components": self.components,
             "demos": [asdict(d) for d in self.demos],
             "strategy": asdict(self.strategy),
-        }
+        } | ({"formats": dict(sorted(self.formats.items()))} if self.formats else {})
 
     @property
     def hash(self) -> str:
@@ -154,6 +165,7 @@ class ExtractionProgram:
             name=data.get("name", "program"),
             lessons=list(data.get("lessons", [])),
             metadata=dict(data.get("metadata", {})),
+            formats=dict(data.get("formats", {})),
         )
         if "hash" in data and data["hash"] != program.hash:
             raise ValueError(
@@ -182,22 +194,24 @@ class ExtractionProgram:
         lines = [self.components.get(INSTRUCTION, DEFAULT_INSTRUCTION).strip(), "", "Fields:"]
         for path, description in self.field_descriptions().items():
             node = field_schema(self.schema, path)
-            kind = _type_label(node)
+            kind = get_format(self.formats[path]).label if path in self.formats else _type_label(node)
             text = f"- {path} ({kind})"
             lines.append(f"{text}: {description.strip()}" if description.strip() else text)
         lines.append("")
         lines.append("Answer with one JSON object with exactly these keys. Use null when a value is absent.")
         return "\n".join(lines)
 
-    def response_schema(self) -> dict[str, Any]:
-        """The schema sent for constrained decoding (see `grammar_schema`)."""
-        return grammar_schema(self.schema)
+    def response_schema(self, document_text: str | None = None) -> dict[str, Any]:
+        """The schema sent for constrained decoding (see `grammar_schema`); output formats may
+        narrow a field to the values `document_text` prints."""
+        return grammar_schema(self.schema, formats=self.formats, text=document_text)
 
     def messages(self, document_text: str) -> list[dict[str, str]]:
         messages = [{"role": "system", "content": self.system_prompt()}]
         for demo in self.demos:
             messages.append({"role": "user", "content": f"Document:\n{demo.text}"})
-            messages.append({"role": "assistant", "content": json.dumps(demo.record, ensure_ascii=False)})
+            record = render_record(demo.record, self.formats, demo.text)
+            messages.append({"role": "assistant", "content": json.dumps(record, ensure_ascii=False)})
         messages.append({"role": "user", "content": f"Document:\n{document_text}"})
         return messages
 
@@ -247,24 +261,34 @@ def _type_label(node: dict[str, Any]) -> str:
     return label
 
 
-def grammar_schema(schema: dict[str, Any], max_items: int = DEFAULT_MAX_ITEMS) -> dict[str, Any]:
+def grammar_schema(
+    schema: dict[str, Any],
+    max_items: int = DEFAULT_MAX_ITEMS,
+    formats: dict[str, str] | None = None,
+    text: str | None = None,
+) -> dict[str, Any]:
     """The record schema rewritten for constrained decoding.
 
     llama.cpp's grammar conversion drops `format` and `pattern` from a field typed
     `["string", "null"]` but keeps them under `anyOf: [{"type": "string", ...}, {"type": "null"}]`
     (measured here), so nullable fields are rewritten that way and ISO dates are enforced by the
     grammar. Arrays get a `maxItems` bound. Descriptions are dropped: the prompt carries them.
+    Fields with an output format are asked as printed: the format's grammar loosens them.
     """
+    formats = formats or {}
 
-    def rewrite(node: Any) -> Any:
+    def rewrite(node: Any, path: str = "") -> Any:
         if not isinstance(node, dict):
             return node
         node = resolve(schema, node)
         out = {k: v for k, v in node.items() if k not in ("description", "title", "$defs", "definitions")}
+        if path in formats:
+            out = get_format(formats[path]).grammar(out, text)
         if "properties" in out:
-            out["properties"] = {k: rewrite(v) for k, v in out["properties"].items()}
+            prefix = f"{path}." if path else ""
+            out["properties"] = {k: rewrite(v, prefix + k) for k, v in out["properties"].items()}
         if isinstance(out.get("items"), dict):
-            out["items"] = rewrite(out["items"])
+            out["items"] = rewrite(out["items"], f"{path}[]")
         if "array" in types_of(out) and "maxItems" not in out:
             out["maxItems"] = max_items
         kinds = types_of(out)

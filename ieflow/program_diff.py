@@ -32,6 +32,8 @@ def diff_programs(a: ExtractionProgram, b: ExtractionProgram) -> str:
         lines.append(f"model: {a.model} {a.model_params} -> {b.model} {b.model_params}")
     if [d.doc_id for d in a.demos] != [d.doc_id for d in b.demos]:
         lines.append(f"demos: {[d.doc_id for d in a.demos]} -> {[d.doc_id for d in b.demos]}")
+    if a.formats != b.formats:
+        lines.append(f"formats: {json.dumps(a.formats)} -> {json.dumps(b.formats)}")
     if a.strategy != b.strategy:
         lines.append(f"strategy: {json.dumps(asdict(a.strategy))} -> {json.dumps(asdict(b.strategy))}")
     if a.schema != b.schema:

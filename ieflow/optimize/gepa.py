@@ -17,7 +17,7 @@ from ieflow.datasets import Example
 from ieflow.optimize.base import Candidate, Optimizer, OptimizerRun
 from ieflow.optimize.evaluator import ExampleResult
 from ieflow.optimize.pareto import sample_from_front
-from ieflow.optimize.proposals import data_summary, error_summary, tried_texts
+from ieflow.optimize.proposals import data_summary, error_summary, suggest_formats, tried_texts
 from ieflow.optimize.reflection import (
     Proposal,
     ProposalCheck,
@@ -32,6 +32,7 @@ from ieflow.optimize.reflection import (
 from ieflow.program import FIELD_PREFIX, INSTRUCTION
 
 DEMOS = "demos"
+FORMATS = "formats"
 
 
 # -- the swappable decisions -----------------------------------------------------------------------
@@ -139,18 +140,24 @@ class Merger:
                 if not changes_a or not changes_b or set(changes_a) & set(changes_b):
                     continue
                 run.state["merges_tried"].append(list(pair))
-                merged = a.program.replace(components=changes_b)
+                texts = {k: v for k, v in changes_b.items() if k not in (DEMOS, FORMATS)}
+                merged = a.program.replace(components=texts)
                 if DEMOS in changes_b:
                     merged = merged.replace(demos=b.program.demos)
+                if FORMATS in changes_b:
+                    merged = merged.replace(formats={**a.program.formats, **b.program.formats})
                 return a, b, {"program": merged, "ancestor": ancestor}
         return None
 
 
 def _changed(base: Any, program: Any) -> dict[str, str]:
+    """Components changed since `base`; demos and formats count as one component each."""
     out = {k: v for k, v in program.components.items() if base.components.get(k) != v}
     if program.demos != base.demos:
         out[DEMOS] = ""
-    return {k: v for k, v in out.items() if k != DEMOS} | ({DEMOS: ""} if DEMOS in out else {})
+    if program.formats != base.formats:
+        out[FORMATS] = ""
+    return out
 
 
 def _ancestors(run: OptimizerRun, index: int) -> list[int]:
@@ -179,6 +186,7 @@ class GEPAConfig:
     merge_every: int = 4
     max_steps: int | None = None
     temperature: float = 0.7
+    propose_formats: bool = True  # try "copy as printed, convert in code" where the data supports it
     check: ProposalCheck = field(default_factory=ProposalCheck)
 
 
@@ -286,6 +294,8 @@ class GEPA(Optimizer):
         results: list[ExampleResult],
     ) -> Proposal | Rejection:
         path = component[len(FIELD_PREFIX) :]
+        if self.config.propose_formats and (found := self._propose_format(run, parent, path)):
+            return found
         examples = {ex.doc_id: ex for ex in batch}
         failures = failure_lines(path, results, examples)
         tried = tried_texts(run, component)
@@ -308,6 +318,25 @@ class GEPA(Optimizer):
         if reason:
             return Rejection(component, reason)
         return Proposal(component, program, f'rule "{rule}"', rule)
+
+    def _propose_format(self, run: OptimizerRun, parent: Candidate, path: str) -> Proposal | None:
+        """Ask for the field as printed and convert it in code, when the training documents say how
+        it is printed (e.g. day-first dates). Tried once per parent: no reflection call is needed,
+        and no rule could do it, since weak students do not convert dates as told."""
+        name = self._suggested_formats(run).get(path)
+        tried = run.state.setdefault("formats_tried", [])
+        key = f"{parent.program.hash}:{path}"
+        if not name or parent.program.formats.get(path) == name or key in tried:
+            return None
+        tried.append(key)
+        program = parent.program.replace(formats={**parent.program.formats, path: name})
+        fact = self._field_facts(run).get(path, "").rstrip(".")
+        return Proposal(FIELD_PREFIX + path, program, f"format {name} ({fact})", name)
+
+    def _suggested_formats(self, run: OptimizerRun) -> dict[str, str]:
+        if "suggested_formats" not in run.state:
+            run.state["suggested_formats"] = suggest_formats(run.seed_program, run.trainset[:40])
+        return run.state["suggested_formats"]
 
     def _field_facts(self, run: OptimizerRun) -> dict[str, str]:
         """Value-free facts per field computed from the training data (e.g. "printed day-first

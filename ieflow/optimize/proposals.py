@@ -14,10 +14,10 @@ from __future__ import annotations
 import json
 import random
 import re
-from datetime import date
 from typing import Any
 
 from ieflow.datasets import Example
+from ieflow.formats import amount_printed, date_notation, suggest_date_format
 from ieflow.optimize.base import Optimizer, OptimizerRun
 from ieflow.optimize.evaluator import ExampleResult
 from ieflow.optimize.reflection import ProposalCheck, clean_reply, excerpt, value_renderings
@@ -78,28 +78,6 @@ def field_list(program: ExtractionProgram, width: int = 90, limit: int = 14) -> 
     return lines
 
 
-def _date_notation(text: str, iso: str) -> str | None:
-    """How the document prints the date `iso`: day-first, month-first, ISO, month name, or None."""
-    try:
-        d = date.fromisoformat(iso[:10])
-    except ValueError:
-        return None
-    year = f"(?:{d.year}|{d.year % 100:02d})"
-    days, months = {f"{d.day:02d}", str(d.day)}, {f"{d.month:02d}", str(d.month)}
-    for sep in ("/", "-", "."):
-        s = re.escape(sep)
-        for dd in days:
-            for mm in months:
-                if re.search(rf"(?<!\d){d.year}{s}{mm}{s}{dd}(?!\d)", text):
-                    return "ISO (YYYY-MM-DD)"
-                if d.day != d.month and re.search(rf"(?<!\d){dd}{s}{mm}{s}{year}(?!\d)", text):
-                    return "day-first (DD/MM/YYYY)"
-                if d.day != d.month and re.search(rf"(?<!\d){mm}{s}{dd}{s}{year}(?!\d)", text):
-                    return "month-first (MM/DD/YYYY)"
-    month = date(2000, d.month, 1).strftime("%b").lower()
-    return "with the month as a word" if month in text.lower() else None
-
-
 def data_summary(program: ExtractionProgram, examples: list[Example], limit: int = 8) -> list[str]:
     """One line per field on how gold values relate to the documents (absence, date notation,
     verbatim copies, list sizes). Patterns only: no value is quoted, so a proposer cannot leak one."""
@@ -121,7 +99,7 @@ def data_summary(program: ExtractionProgram, examples: list[Example], limit: int
             dates = [(ex, v) for ex, vs in per_doc for v in vs if isinstance(v, str) and v]
             notations: dict[str, int] = {}
             for ex, v in dates:
-                if found := _date_notation(ex.text, v):
+                if found := date_notation(ex.text, v):
                     notations[found] = notations.get(found, 0) + 1
             unit = "items" if "[]" in path else "documents"
             for name, count in sorted(notations.items(), key=lambda kv: -kv[1])[:2]:
@@ -135,6 +113,32 @@ def data_summary(program: ExtractionProgram, examples: list[Example], limit: int
         if facts:
             lines.append(f"- {path}: " + "; ".join(facts) + ".")
     return lines[:limit]
+
+
+def suggest_formats(program: ExtractionProgram, examples: list[Example]) -> dict[str, str]:
+    """Output formats the training data supports, per field path (see ieflow/formats.py): a date
+    field gets "date:day-first" when most documents print its date day-first, a number field
+    "amount:printed" when at least 80% of its values are printed as two-decimal amounts."""
+    out: dict[str, str] = {}
+    for path in program.field_descriptions():
+        node = field_schema(program.schema, path)
+        per_doc = [(ex, values_at(ex.gold, path)) for ex in examples]
+        if "number" in types_of(node) and "string" not in types_of(node):
+            amounts = [(ex, v) for ex, vs in per_doc for v in vs if isinstance(v, int | float)]
+            printed = sum(1 for ex, v in amounts if amount_printed(ex.text, v))
+            if amounts and printed >= 0.8 * len(amounts):
+                out[path] = "amount:printed"
+            continue
+        if node.get("format") != "date" and not _looks_iso(per_doc):
+            continue
+        notations: dict[str, int] = {}
+        for ex, values in per_doc:
+            for value in values:
+                if isinstance(value, str) and (found := date_notation(ex.text, value)):
+                    notations[found] = notations.get(found, 0) + 1
+        if name := suggest_date_format(notations):
+            out[path] = name
+    return out
 
 
 def _looks_iso(per_doc: list[tuple[Example, list[Any]]]) -> bool:

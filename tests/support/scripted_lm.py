@@ -10,7 +10,8 @@ from ieflow.lm import LMClient, LMResponse
 
 
 class ScriptedLM(LMClient):
-    """An LMClient whose answers come from `script(messages, params) -> str`.
+    """An LMClient whose answers come from `script(messages, params) -> str`; `params` carries the
+    request's `response_schema` too, so a script can act as a constrained decoder.
 
     It keeps the real client's structured-output path (parse, validate, one repair), usage meter and
     token accounting, so the code under test cannot tell it from a model.
@@ -27,7 +28,7 @@ class ScriptedLM(LMClient):
         params.pop("use_cache", None)
         self.calls.append(messages)
         started = time.perf_counter()
-        text = self.script(messages, params)
+        text = self.script(messages, {**params, "response_schema": response_schema})
         prompt_tokens = sum(len(m["content"].split()) for m in messages)
         response = LMResponse(
             model=self.model,
