@@ -228,10 +228,8 @@ def make_validator(program: ExtractionProgram, expectations: str | None) -> Reco
 
 
 def classify(record: Any, trace: Any) -> dict[str, Any]:
-    """A document's outcome from `program.aextract`: ok | invalid | parse_error | lm_error | transient.
-
-    The trace keeps only an error string, so "the model was unavailable after every retry" is
-    recognised by the LM client's "gave up after" wording (LMUnavailableError)."""
+    """A document's outcome from `program.aextract`: ok | invalid | parse_error | lm_error | transient
+    (the model was unavailable after every retry: the document is tried again, not quarantined)."""
     from ieflow.lm.structured import parse_json
 
     usage = {"prompt_tokens": trace.prompt_tokens, "completion_tokens": trace.completion_tokens,
@@ -239,7 +237,7 @@ def classify(record: Any, trace: Any) -> dict[str, Any]:
     base = {"value": None, "raw": trace.raw or None, "error": trace.error, **usage}
     if record is not None:
         return {**base, "kind": "ok", "value": record, "raw": None}
-    if trace.error and "gave up after" in trace.error:
+    if trace.error_kind == "unavailable":
         return {**base, "kind": "transient"}
     if trace.raw:
         try:

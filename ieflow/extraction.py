@@ -14,7 +14,7 @@ from collections import Counter
 from typing import Any
 
 from ieflow.formats import convert_record
-from ieflow.lm import LMClient, LMError, StructuredOutputError
+from ieflow.lm import LMClient, LMError, LMUnavailableError, StructuredOutputError
 from ieflow.program import ExtractionProgram, Trace
 from ieflow.schema import kind_of, top_level_fields
 
@@ -79,12 +79,13 @@ async def _extract_once(
         response = await client.acomplete_json(messages, schema, **program.model_params)
     except StructuredOutputError as exc:
         trace.raw = exc.raw
-        trace.error = exc.reason
+        trace.error, trace.error_kind = exc.reason, "output"
         for spent in exc.responses:
             _add_usage(trace, spent)
         return None, trace
     except LMError as exc:
         trace.error = exc.reason
+        trace.error_kind = "unavailable" if isinstance(exc, LMUnavailableError) else "request"
         return None, trace
     trace.raw = response.text
     trace.cached = response.cached
@@ -121,8 +122,14 @@ async def _map_merge(
         else:
             records.append(record)
     trace.messages = results[0][1].messages if results else []
+    unavailable = [part for _, part in results if part.error_kind == "unavailable"]
+    if unavailable:
+        # A record merged without some chunks would silently miss values: try the document again.
+        trace.error, trace.error_kind = f"a chunk failed: {unavailable[0].error}", "unavailable"
+        return None, trace
     if not records:
         trace.error = f"every chunk failed: {errors[0] if errors else 'no chunks'}"
+        trace.error_kind = next((part.error_kind for _, part in results if part.error_kind), None)
         return None, trace
     return merge_records(program, records), trace
 

@@ -242,6 +242,9 @@ class Trace:
     calls: int = 0
     cached: bool = False
     error: str | None = None
+    # "unavailable": transient failures outlasted every retry (worth trying again later);
+    # "request": the provider refused the request; "output": the answer was not a valid record
+    error_kind: str | None = None
     strategy: str = "single"
     chunks_used: list[int] = field(default_factory=list)
 

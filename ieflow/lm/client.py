@@ -12,6 +12,7 @@ What it adds to a bare `litellm.completion`:
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import threading
 import time
@@ -150,6 +151,13 @@ class LMClient:
             from ieflow.lm.local import register_local_provider
 
             register_local_provider()
+
+    def uncached(self) -> LMClient:
+        """The same client (model, key, limits, usage meter) answering without the response cache:
+        for asking again after an answer that may have been a passing fault."""
+        twin = copy.copy(self)
+        twin.cache = None
+        return twin
 
     def __repr__(self) -> str:  # never show the key
         return f"LMClient(model={self.model!r}, api_base={self.api_base!r})"

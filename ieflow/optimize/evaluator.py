@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ieflow.datasets import Example
-from ieflow.lm import LMClient
+from ieflow.lm import LMClient, LMUnavailableError
 from ieflow.lm.pricing import is_local
 from ieflow.program import ExtractionProgram
 from ieflow.scoring import Scorer
@@ -163,12 +163,14 @@ class Evaluator:
         ledger: Ledger | None = None,
         concurrency: int = 2,
         client: LMClient | None = None,
+        error_retries: int = 1,
     ) -> None:
         self.scorer = scorer
         self.tracker = tracker
         self.ledger = ledger if ledger is not None else Ledger(None)
         self.concurrency = concurrency
         self.client = client
+        self.error_retries = error_retries
         self.tracker.metric_calls = len(self.ledger)
 
     def evaluate(self, program: ExtractionProgram, examples: list[Example]) -> list[ExampleResult]:
@@ -184,6 +186,11 @@ class Evaluator:
         found = [self.ledger.get(program.hash, ex.doc_id) for ex in examples]
         return None if any(r is None for r in found) else found  # type: ignore[return-value]
 
+    def _uncached(self, program: ExtractionProgram) -> LMClient:
+        from ieflow.extraction import default_client
+
+        return (self.client or default_client(program)).uncached()
+
     async def _run(self, program: ExtractionProgram, examples: list[Example]) -> None:
         # A local model runs one call at a time anyway; queueing more would only count waiting
         # time as each example's latency.
@@ -193,6 +200,17 @@ class Evaluator:
         async def one(example: Example) -> None:
             async with semaphore:
                 record, trace = await program.aextract(example.text, self.client)
+                for _ in range(self.error_retries):
+                    if trace.error is None:
+                        break
+                    # A broken answer may be a passing fault (a garbled reply, an outage): ask once
+                    # more without the cache, so a fault does not become a real 0 in the ledger.
+                    # A model that really cannot answer fails again and is scored 0.
+                    record, trace = await program.aextract(example.text, self._uncached(program))
+            if trace.error_kind == "unavailable":
+                # Not the program's fault: no score, no ledger entry, no metric call. The step
+                # fails; a resumed run (or the task's retry) evaluates this example again.
+                raise LMUnavailableError(program.model, f"evaluation of {example.doc_id}: {trace.error}")
             result = self.score(example, record, trace)
             with self.tracker._lock:
                 self.tracker.metric_calls += 1

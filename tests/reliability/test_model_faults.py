@@ -69,11 +69,6 @@ def test_the_optimizer_ends_with_the_same_program_under_faults(tmp_path: Path, s
     assert figures["faulty_requests"] > figures["clean_requests"]  # faults cost extra requests only
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a fault that survives the client (a malformed or truncated answer, then a faulty repair) is "
-    "scored as a real 0 and kept in the evaluations ledger: with fault seed 2 (evaluations one at "
-    "a time) a student answer was broken twice, the good day-first proposal was rejected on its "
-    "minibatch and GEPA ended on another program after 24 metric calls instead of 18"))
 def test_a_fault_that_survives_the_repair_does_not_change_the_optimizer_result(tmp_path: Path) -> None:
     baseline, result, _ = _optimize_clean_and_faulty(tmp_path, 2)
     _same_result(baseline, result)
