@@ -40,6 +40,8 @@ class ExtractParams(BaseModel):
     api_base: str | None = Field(None, description="Base URL of an OpenAI-compatible server.")
     api_key_env: str | None = Field(None, description="Name of the environment variable that holds the "
                                                       "API key (the key itself is never a parameter).")
+    api_key_secret: str | None = Field(None, description="Name of a Prefect Secret block that holds the "
+                                                         "API key (instead of api_key_env).")
     expectations: str | None = Field(None, description="JSON file of extra great-expectations expectations.")
     use_lm_cache: bool = Field(True, description="Reuse and store answers in ieflow's LM response cache.")
     task_runner: Literal["thread", "dask"] = Field("thread", description="'dask' runs shards on a Dask "
@@ -53,7 +55,8 @@ class ExtractParams(BaseModel):
     def settings(self) -> BatchSettings:
         return BatchSettings(output_dir=self.output_dir, shard_size=self.shard_size,
                              concurrency=self.concurrency, api_base=self.api_base,
-                             api_key_env=self.api_key_env, expectations=self.expectations,
+                             api_key_env=self.api_key_env, api_key_secret=self.api_key_secret,
+                             expectations=self.expectations,
                              use_lm_cache=self.use_lm_cache)
 
     def runner(self) -> Any:
@@ -84,7 +87,7 @@ def extract(params: ExtractParams) -> dict[str, Any]:
     started = time.perf_counter()
     program = load_program(params.program, params.model)
     # A wrong model, key or endpoint fails here in one line, before any document is touched.
-    preflight(program.model, params.api_base, params.api_key_env)
+    preflight(program.model, params.api_base, params.api_key_env, api_key_secret=params.api_key_secret)
     documents = find_documents(params)
     settings = params.settings()
     program_json = json.dumps(program.to_dict())  # text: see tasks/extract.py

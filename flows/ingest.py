@@ -63,9 +63,9 @@ class IngestParams(BaseModel):
     def options(self) -> IngestOptions:
         password = self.pdf_password.get_secret_value() if self.pdf_password else None
         if self.pdf_password_secret:
-            from prefect.blocks.system import Secret
+            from ieflow.secrets import secret_value
 
-            password = str(Secret.load(self.pdf_password_secret).get())
+            password = secret_value(self.pdf_password_secret)
         return IngestOptions(max_pages=self.max_pages, ocr=self.ocr, ocr_lang=self.ocr_lang,
                              target_tokens=self.target_tokens, overlap_tokens=self.overlap_tokens,
                              file_timeout_s=self.file_timeout_s, password=password)

@@ -15,11 +15,13 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from pydantic import BaseModel, Field
 
 from ieflow import config
+from ieflow.lm import LMClient
 from ieflow.optimize import Budget, make_optimizer
 from ieflow.optimize.runner import load_split_examples
 from ieflow.preflight import preflight
 from ieflow.program import ExtractionProgram
 from ieflow.report import optimization_markdown, pareto_plot
+from ieflow.secrets import resolve_api_key
 from tasks.optimize import evaluate_as_task, score_program
 
 OptimizerName = Literal["gepa", "mipro", "simba", "bootstrap", "opro", "ape"]
@@ -50,6 +52,13 @@ class OptimizeParams(BaseModel):
     reflection_model: str = Field(
         config.DEFAULT_REFLECTION_MODEL, description="litellm name of the proposal model."
     )
+    api_base: str | None = Field(None, description="Base URL of an OpenAI-compatible server (student).")
+    api_key_env: str | None = Field(
+        None, description="Name of the environment variable holding the API key (never the key itself)."
+    )
+    api_key_secret: str | None = Field(
+        None, description="Name of a Prefect Secret block holding the API key (instead of api_key_env)."
+    )
     max_train: int | None = Field(None, ge=1, description="Use at most this many training examples.")
     max_val: int | None = Field(20, ge=1, description="Use at most this many validation examples.")
     max_test: int | None = Field(None, ge=1, description="Use at most this many test examples.")
@@ -59,14 +68,32 @@ class OptimizeParams(BaseModel):
     seed: int = Field(0, description="Seeds the optimizer and the hash split.")
 
 
+def model_clients(params: OptimizeParams) -> tuple[LMClient | None, str | LMClient]:
+    """The student client (None: the default client) and the reflection model. A key given by
+    name (variable or Secret block) serves the student, and the reflection model too when it is
+    served by the same provider; the key is read here and lives only in these clients."""
+    key = resolve_api_key(params.api_key_env, params.api_key_secret)
+    if key is None and params.api_base is None:
+        return None, params.reflection_model
+    student = LMClient(params.student_model, api_base=params.api_base, api_key=key)
+    same_provider = params.reflection_model.split("/")[0] == params.student_model.split("/")[0]
+    if not same_provider:
+        return student, params.reflection_model
+    reflection = LMClient(params.reflection_model, params={"max_tokens": 200}, api_base=params.api_base,
+                          api_key=key)
+    return student, reflection
+
+
 @flow(name="optimize", log_prints=True)
 def optimize(params: OptimizeParams = OptimizeParams()) -> dict:
     logger = get_run_logger()
     out = Path(params.output_dir)
     # Bad schema, labels, model names or missing keys fail here in one line, before any work.
     dataset = Path(params.dataset)
-    preflight(params.student_model, schema_path=dataset / "schema.json", labels_path=dataset / "labels.jsonl")
+    preflight(params.student_model, params.api_base, params.api_key_env, dataset / "schema.json",
+              dataset / "labels.jsonl", api_key_secret=params.api_key_secret)
     preflight(params.reflection_model)
+    student, reflection = model_clients(params)
     schema, splits = load_split_examples(
         params.dataset,
         splits_path=params.splits_path,
@@ -83,9 +110,12 @@ def optimize(params: OptimizeParams = OptimizeParams()) -> dict:
         )
     ledger = str(out / "test_evaluations.jsonl")
     baseline_val = score_program(
-        seed_program, splits["val"], str(out / "val_evaluations.jsonl"), "baseline", len(splits["val"])
+        seed_program, splits["val"], str(out / "val_evaluations.jsonl"), "baseline", len(splits["val"]),
+        student,
     )
-    baseline_test = score_program(seed_program, splits["test"], ledger, "baseline", len(splits["test"]))
+    baseline_test = score_program(
+        seed_program, splits["test"], ledger, "baseline", len(splits["test"]), student
+    )
     logger.info("baseline: val %.3f, test %.3f", baseline_val["score"], baseline_test["score"])
 
     budget = Budget(
@@ -104,7 +134,8 @@ def optimize(params: OptimizeParams = OptimizeParams()) -> dict:
         params.optimizer,
         run_dir=out / params.optimizer,
         seed=params.seed,
-        reflection_model=params.reflection_model,
+        reflection_model=reflection,
+        student_client=student,
         on_event=on_event,
         evaluate_hook=evaluate_as_task,
     )
@@ -112,7 +143,7 @@ def optimize(params: OptimizeParams = OptimizeParams()) -> dict:
     update_progress_artifact(progress, 100.0)
 
     best = result.best_program
-    optimized_test = score_program(best, splits["test"], ledger, "optimized", len(splits["test"]))
+    optimized_test = score_program(best, splits["test"], ledger, "optimized", len(splits["test"]), student)
     best.metadata["test_score"] = optimized_test["score"]
     best.metadata["baseline_test_score"] = baseline_test["score"]
     best.save(out / "program.json")

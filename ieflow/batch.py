@@ -65,6 +65,7 @@ class BatchSettings:
     concurrency: int = 32  # model calls in flight in this process (the LM client's per-model limit)
     api_base: str | None = None
     api_key_env: str | None = None
+    api_key_secret: str | None = None  # name of a Prefect Secret block holding the key
     expectations: str | None = None  # JSON file of extra great-expectations expectations
     use_lm_cache: bool = True
     timeout_s: float = 300.0
@@ -200,13 +201,14 @@ def make_client(program: ExtractionProgram, settings: BatchSettings) -> Any:
     """One client per process and settings; its per-model limit is `concurrency`."""
     from ieflow import config
     from ieflow.lm import LMClient, ResponseCache
+    from ieflow.secrets import resolve_api_key
 
     key = (program.model, json.dumps(program.model_params, sort_keys=True), settings.api_base,
-           settings.api_key_env, settings.use_lm_cache, settings.concurrency, settings.timeout_s,
-           settings.max_retries)
+           settings.api_key_env, settings.api_key_secret, settings.use_lm_cache, settings.concurrency,
+           settings.timeout_s, settings.max_retries)
     with _SHARED_LOCK:
         if key not in _CLIENTS:
-            api_key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
+            api_key = resolve_api_key(settings.api_key_env, settings.api_key_secret)
             cache = ResponseCache(config.lm_cache_dir()) if settings.use_lm_cache else False
             _CLIENTS[key] = LMClient(program.model, params=program.model_params, api_base=settings.api_base,
                                      api_key=api_key, timeout_s=settings.timeout_s,

@@ -42,6 +42,7 @@ def extract(
     model: str = typer.Option(None, help="Override the program's model (litellm name)."),
     api_base: str = typer.Option(None, help="Base URL of an OpenAI-compatible server."),
     api_key_env: str = typer.Option(None, help="Name of the environment variable holding the API key."),
+    api_key_secret: str = typer.Option(None, help="Name of a Prefect Secret block holding the API key."),
 ) -> None:
     """Batch-extract a corpus with a program (the `extract` flow; restartable, exactly-once)."""
     from flows.extract import ExtractParams
@@ -87,6 +88,9 @@ def optimize(
     splits_path: str = typer.Option(None, help="splits.parquet from the split flow."),
     student_model: str = typer.Option(None, help="litellm name of the extraction model."),
     reflection_model: str = typer.Option(None, help="litellm name of the proposal model."),
+    api_base: str = typer.Option(None, help="Base URL of an OpenAI-compatible server."),
+    api_key_env: str = typer.Option(None, help="Name of the environment variable holding the API key."),
+    api_key_secret: str = typer.Option(None, help="Name of a Prefect Secret block holding the API key."),
     output_dir: str = typer.Option(None, help="Run folder (resumes if it holds a checkpoint)."),
 ) -> None:
     """Optimize an extraction program (the `optimize` flow; unset options take the flow's defaults)."""

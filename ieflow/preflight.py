@@ -52,8 +52,14 @@ def check_model(model: str) -> str:
     return provider
 
 
-def check_api_key(model: str, provider: str, api_base: str | None, api_key_env: str | None) -> None:
+def check_api_key(model: str, provider: str, api_base: str | None, api_key_env: str | None,
+                  api_key_secret: str | None = None) -> None:
     if provider == "local":
+        return
+    if api_key_secret:
+        from ieflow.secrets import resolve_api_key
+
+        resolve_api_key(api_key_env, api_key_secret)  # loads the block: missing or empty fails here
         return
     if api_key_env:
         if not os.environ.get(api_key_env):
@@ -126,7 +132,7 @@ def check_labels(labels_path: str | Path, schema: dict) -> None:
 
 def preflight(model: str, api_base: str | None = None, api_key_env: str | None = None,
               schema_path: str | Path | None = None, labels_path: str | Path | None = None,
-              *, endpoint_timeout_s: float = 3.0) -> None:
+              *, api_key_secret: str | None = None, endpoint_timeout_s: float = 3.0) -> None:
     """Raise ConfigError (one line) on the first problem found; cheap checks first."""
     schema = check_schema(schema_path) if schema_path is not None else None
     if labels_path is not None:
@@ -134,6 +140,6 @@ def preflight(model: str, api_base: str | None = None, api_key_env: str | None =
             raise ConfigError("labels given without a schema to check them against")
         check_labels(labels_path, schema)
     provider = check_model(model)
-    check_api_key(model, provider, api_base, api_key_env)
+    check_api_key(model, provider, api_base, api_key_env, api_key_secret)
     if api_base:
         check_endpoint(api_base, endpoint_timeout_s)

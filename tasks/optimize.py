@@ -8,6 +8,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from ieflow.datasets import Example
+from ieflow.lm import LMClient
 from ieflow.optimize.evaluator import Evaluator, ExampleResult
 from ieflow.optimize.runner import score_on
 from ieflow.program import ExtractionProgram
@@ -53,6 +54,11 @@ def evaluate_as_task(evaluator: Evaluator, program: ExtractionProgram, examples:
     task_run_name="score {label} on {n_examples} examples",
 )
 def score_program(
-    program: ExtractionProgram, examples: list[Example], ledger_path: str, label: str, n_examples: int
+    program: ExtractionProgram,
+    examples: list[Example],
+    ledger_path: str,
+    label: str,
+    n_examples: int,
+    client: LMClient | None = None,
 ) -> dict[str, Any]:
-    return score_on(program, examples, ledger_path)
+    return score_on(program, examples, ledger_path, client)

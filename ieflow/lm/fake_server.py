@@ -170,6 +170,8 @@ class FakeStats:
     requests: int  # chat requests received (health, models and unparseable bodies excluded)
     by_outcome: dict[str, int]  # a hang is counted when it starts, the rest when answered
     bodies: list[dict[str, Any]] = field(repr=False)  # the last ``MAX_BODIES`` chat request bodies
+    # bearer tokens of chat requests, so a test can prove which key a client really sent
+    api_keys: list[str] = field(default_factory=list, repr=False)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -314,6 +316,13 @@ class _Stats:
             self._requests = 0
             self._outcomes: Counter[str] = Counter()
             self._bodies: deque[dict[str, Any]] = deque(maxlen=MAX_BODIES)
+            self._api_keys: set[str] = set()
+
+    def record_api_key(self, headers: list[tuple[bytes, bytes]]) -> None:
+        for name, value in headers:
+            if name.lower() == b"authorization" and value.startswith(b"Bearer "):
+                with self._lock:
+                    self._api_keys.add(value[7:].decode("latin-1"))
 
     def record_request(self, body: dict[str, Any]) -> None:
         with self._lock:
@@ -330,6 +339,7 @@ class _Stats:
                 requests=self._requests,
                 by_outcome={o: self._outcomes.get(o, 0) for o in OUTCOMES},
                 bodies=list(self._bodies),
+                api_keys=sorted(self._api_keys),
             )
 
 
@@ -383,6 +393,7 @@ class _App:
             return
         path, method = scope["path"].rstrip("/"), scope["method"]
         if path in ("/v1/chat/completions", "/chat/completions") and method == "POST":
+            self.owner._stats.record_api_key(scope.get("headers", []))
             await self._chat(receive, send)
         elif path in ("/health", "/v1/health") and method == "GET":
             await _send_json(send, 200, {"status": "ok"})
