@@ -27,7 +27,7 @@ class BootstrapConfig:
     demo_max_tokens: int = 350
     bootstrap_size: int = 8  # training examples the seed program is run on to find demos it handles
     min_score: float = 1.0  # a bootstrapped demo must score at least this
-    num_candidates: int = 8  # demo sets tried after the seed
+    num_candidates: int | None = None  # demo sets tried after the seed; None: until the budget is spent
     max_steps: int | None = None  # stop this session after so many candidates (time-boxing)
 
 
@@ -57,12 +57,16 @@ class BootstrapFewShot(Optimizer):
             state["good"] = good
             run.event("bootstrapped", good=good)
             run.checkpoint()
-        while state["made"] < cfg.num_candidates:
+        while cfg.num_candidates is None or state["made"] < cfg.num_candidates:
             if run.stopping(cfg.max_steps):
                 return
             run.tracker.check(len(run.valset))
             run.step += 1
-            kind, ids = self._demo_set(run, state["made"], state["good"])
+            picked = self._demo_set(run, state["made"], state["good"])
+            if picked is None:
+                run.stop_reason = "no untried demo set left"
+                return
+            kind, ids = picked
             by_id = {ex.doc_id: ex for ex in run.trainset}
             program = with_demos(run.seed_program, [by_id[d] for d in ids], cfg.demo_max_tokens)
             run.add_candidate(program, [0], "demos", f"{kind} demos {', '.join(ids)}")
@@ -70,7 +74,7 @@ class BootstrapFewShot(Optimizer):
             run.checkpoint()
         run.stop_reason = f"tried {cfg.num_candidates} demo sets"
 
-    def _demo_set(self, run: OptimizerRun, k: int, good: list[str]) -> tuple[str, list[str]]:
+    def _demo_set(self, run: OptimizerRun, k: int, good: list[str]) -> tuple[str, list[str]] | None:
         """The k-th candidate: labeled, then bootstrapped, then random mixes (avoiding repeats)."""
         cfg = self.config
         ids = [ex.doc_id for ex in run.trainset]
@@ -91,9 +95,9 @@ class BootstrapFewShot(Optimizer):
             rest = [d for d in ids if d not in chosen]
             chosen = chosen + run.rng.sample(rest, min(len(rest), size - len(chosen)))
             if tuple(chosen) not in tried:
-                break
+                return kind, chosen
             k = 2  # a repeat: draw a random mix instead
-        return kind, chosen
+        return None
 
 
 __all__ = ["BootstrapConfig", "BootstrapFewShot"]
