@@ -25,7 +25,7 @@ import tenacity
 from ieflow import config
 from ieflow.lm.cache import ResponseCache, request_key
 from ieflow.lm.errors import LMError, LMRequestError, LMUnavailableError, StructuredOutputError
-from ieflow.lm.pricing import call_cost, is_local
+from ieflow.lm.pricing import call_cost, is_local, register_prices
 from ieflow.lm.structured import parse_and_validate, repair_message, response_format
 
 log = logging.getLogger("ieflow.lm")
@@ -147,6 +147,7 @@ class LMClient:
             self.cache = cache if isinstance(cache, ResponseCache) else None
         self.retry_wait_s = retry_wait_s
         self.usage = UsageMeter()
+        register_prices()
         if is_local(model):
             from ieflow.lm.local import register_local_provider
 
