@@ -1,7 +1,7 @@
 """The `benchmark` flow: optimizers on a real dataset at equal budget, from the Prefect UI.
 
 A thin wrapper over `benchmarks/optimizers.py` (its `run` and `report` do the work, checkpointed and
-resumable in runs/bench/<dataset>/): one task per optimizer so the UI shows which one is running,
+resumable in benchmarks/results/<dataset>/): one task per optimizer so the UI shows which one is running,
 a progress artifact, and the results table as artifacts. Datasets are the shared ones
 (`../shared/datasets/<name>`).
 """

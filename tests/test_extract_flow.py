@@ -61,11 +61,15 @@ def params(documents: str, out: Path, server: FakeLMServer, **changes: Any) -> A
 
 
 def artifacts(key: str) -> list[Any]:
+    """Artifacts under `key`, newest first: other tests of the session publish under the same keys."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
     with get_client(sync_client=True) as client:
-        return client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+        return client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), sort=ArtifactSort.CREATED_DESC
+        )
 
 
 def test_flow_extracts_reports_and_restarts(prefect_harness: None, server: FakeLMServer, documents: str,
