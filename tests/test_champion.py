@@ -125,8 +125,7 @@ def test_nightly_promotes_on_new_labels_and_replays_from_caches(
     from ieflow.lm.fake_server import FakeLMServer
     from ieflow.program import ExtractionProgram
     from ieflow.registry import Registry
-    from tests.test_gepa import SCHEMA, make_examples
-    from tests.test_optimize_flow import fake_models
+    from tests.support.receipts import SCHEMA, fake_models, make_examples
 
     data = tmp_path / "data"
     (data).mkdir()

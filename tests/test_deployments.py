@@ -23,9 +23,8 @@ import polars as pl
 import pytest
 
 from ieflow.lm.fake_server import FakeLMServer
+from tests.support.receipts import SCHEMA, fake_models, make_examples
 from tests.test_champion import add_labels
-from tests.test_gepa import SCHEMA, make_examples
-from tests.test_optimize_flow import fake_models
 
 pytestmark = pytest.mark.slow
 

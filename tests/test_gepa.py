@@ -4,57 +4,24 @@ budget, and resume from its checkpoint without spending twice."""
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
-from ieflow.datasets import Example
 from ieflow.optimize import Budget
 from ieflow.optimize.gepa import GEPA, GEPAConfig
 from ieflow.optimize.reflection import ProposalCheck, clean_reply, excerpt, leaked_value
 from ieflow.program import ExtractionProgram
+from tests.support.receipts import DAY_FIRST_RULE, SCHEMA, make_examples, reflector_answer, student_answer
 from tests.support.scripted_lm import ScriptedLM
-
-SCHEMA = {
-    "type": "object",
-    "properties": {
-        "company": {"type": ["string", "null"], "description": "Company name."},
-        "date": {"type": ["string", "null"], "format": "date", "description": "Receipt date."},
-        "total": {"type": ["number", "null"], "description": "Total paid."},
-    },
-    "required": ["company", "date", "total"],
-}
-
-SHOPS = ["Acme Hardware", "Bright Books", "Corner Cafe", "Delta Foods", "Echo Pharmacy", "Fern Florist"]
-
-
-def make_examples(n: int, offset: int = 0) -> list[Example]:
-    out = []
-    for i in range(n):
-        day, month = 1 + (i + offset) % 12, 1 + (i + offset + 5) % 12
-        shop = f"{SHOPS[(i + offset) % len(SHOPS)]} {i + offset}"
-        text = f"{shop}\nDate: {day:02d}/{month:02d}/2021\nTOTAL: {10 + i}.50"
-        gold = {"company": shop, "date": f"2021-{month:02d}-{day:02d}", "total": 10 + i + 0.5}
-        out.append(Example(doc_id=f"d{i + offset}", text=text, gold=gold))
-    return out
 
 
 def student(messages: list[dict], params: dict) -> str:
-    """Reads dates month-first unless its prompt says they are day-first."""
-    document = next(m["content"] for m in reversed(messages) if m["content"].startswith("Document:"))
-    company = document.splitlines()[1]
-    day, month = re.search(r"(\d\d)/(\d\d)/2021", document).groups()
-    total = float(re.search(r"TOTAL: ([\d.]+)", document).group(1))
-    # Without "day-first" in its prompt it reads the date the wrong way round.
-    date = f"2021-{month}-{day}" if "day-first" in messages[0]["content"] else f"2021-{day}-{month}"
-    return json.dumps({"company": company, "date": date, "total": total})
+    return student_answer(messages)
 
 
 def reflector(messages: list[dict], params: dict) -> str:
-    prompt = messages[-1]["content"]
-    if '"date"' in prompt:
-        return "Rule: Dates are printed day-first (DD/MM/YYYY); write them as YYYY-MM-DD."
-    return "Copy the value exactly as printed."
+    answer = reflector_answer(messages)
+    return f"Rule: {answer}" if answer == DAY_FIRST_RULE else answer  # clean_reply strips "Rule:"
 
 
 def make_gepa(tmp_path, **config) -> GEPA:

@@ -3,30 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
 from ieflow.lm.fake_server import FakeLMServer
-from tests.test_gepa import SCHEMA, make_examples
-
-
-def fake_models(body: dict) -> str:
-    """The student reads dates month-first unless told "day-first"; the reflector says so."""
-    messages = body["messages"]
-    if body["model"] == "reflector":
-        prompt = messages[-1]["content"]
-        return (
-            "Dates are printed day-first (DD/MM/YYYY); write them as YYYY-MM-DD."
-            if '"date"' in prompt
-            else ("Copy the value exactly as printed.")
-        )
-    document = next(m["content"] for m in reversed(messages) if m["content"].startswith("Document:"))
-    lines = document.splitlines()
-    day, month = re.search(r"(\d\d)/(\d\d)/2021", document).groups()
-    total = float(re.search(r"TOTAL: ([\d.]+)", document).group(1))
-    date = f"2021-{month}-{day}" if "day-first" in messages[0]["content"] else f"2021-{day}-{month}"
-    return json.dumps({"company": lines[1], "date": date, "total": total})
+from tests.support.receipts import SCHEMA, fake_models, make_examples
 
 
 def write_dataset(folder, examples) -> None:

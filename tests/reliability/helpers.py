@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,9 @@ import polars as pl
 
 import ieflow  # noqa: F401  (offline env defaults first)
 from ieflow.lm.fake_server import last_user_text
+from tests.support.receipts import SCHEMA as RECEIPT_SCHEMA
+from tests.support.receipts import fake_models as receipt_models
+from tests.support.receipts import make_examples as make_receipts
 
 ROOT = Path(__file__).resolve().parents[2]
 PO = ROOT / "data" / "purchase_orders"
@@ -20,18 +22,6 @@ GOLD = {json.loads(line)["doc_id"]: json.loads(line)
         for line in (PO / "labels.jsonl").read_text().splitlines()}
 PO_IDS = sorted(GOLD)
 KEY_ENV = "IEFLOW_RELIABILITY_KEY"
-
-RECEIPT_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "company": {"type": ["string", "null"], "description": "Company name."},
-        "date": {"type": ["string", "null"], "format": "date", "description": "Receipt date."},
-        "total": {"type": ["number", "null"], "description": "Total paid."},
-    },
-    "required": ["company", "date", "total"],
-}
-SHOPS = ["Acme Hardware", "Bright Books", "Corner Cafe", "Delta Foods", "Echo Pharmacy", "Fern Florist"]
-
 
 def user_text(body: dict[str, Any]) -> str:
     return "\n".join(m["content"] for m in body["messages"] if m["role"] == "user")
@@ -57,34 +47,6 @@ def make_po_documents(path: Path, n: int, marker: str = "", prefix: str = "doc")
                   "text": [texts[s] for s in sources], "status": ["ok"] * n,
                   "error": [None] * n}, schema_overrides={"error": pl.String}).write_parquet(path)
     return str(path)
-
-
-def make_receipts(n: int, offset: int = 0) -> list[Any]:
-    from ieflow.datasets import Example
-
-    out = []
-    for i in range(n):
-        day, month = 1 + (i + offset) % 12, 1 + (i + offset + 5) % 12
-        shop = f"{SHOPS[(i + offset) % len(SHOPS)]} {i + offset}"
-        text = f"{shop}\nDate: {day:02d}/{month:02d}/2021\nTOTAL: {10 + i}.50"
-        gold = {"company": shop, "date": f"2021-{month:02d}-{day:02d}", "total": 10 + i + 0.5}
-        out.append(Example(doc_id=f"d{i + offset}", text=text, gold=gold))
-    return out
-
-
-def receipt_models(body: dict[str, Any]) -> str:
-    """Student ("student") reads dates month-first unless told day-first; "reflector" says so."""
-    messages = body["messages"]
-    if body["model"] == "reflector":
-        prompt = messages[-1]["content"]
-        return ("Dates are printed day-first (DD/MM/YYYY); write them as YYYY-MM-DD."
-                if '"date"' in prompt else "Copy the value exactly as printed.")
-    document = next(m["content"] for m in reversed(messages) if m["content"].startswith("Document:"))
-    lines = document.splitlines()
-    day, month = re.search(r"(\d\d)/(\d\d)/2021", document).groups()
-    total = float(re.search(r"TOTAL: ([\d.]+)", document).group(1))
-    date = f"2021-{month}-{day}" if "day-first" in messages[0]["content"] else f"2021-{day}-{month}"
-    return json.dumps({"company": lines[1], "date": date, "total": total})
 
 
 def run_gepa(run_dir: Path, base_url: str, *, budget: int = 60, timeout_s: float = 2.0,
