@@ -9,6 +9,7 @@ import pytest
 
 from ieflow.optimize import Budget
 from ieflow.optimize.gepa import GEPA, GEPAConfig
+from ieflow.optimize.proposals import fact_rule
 from ieflow.optimize.reflection import ProposalCheck, clean_reply, excerpt, leaked_value
 from ieflow.program import ExtractionProgram
 from tests.support.receipts import DAY_FIRST_RULE, SCHEMA, make_examples, reflector_answer, student_answer
@@ -114,6 +115,17 @@ def test_a_failed_reflection_falls_back_to_the_data_fact_for_that_field(tmp_path
     assert result.best_score == pytest.approx(1.0)
     assert "In these documents it is printed day-first (DD/MM/YYYY)" in description
     assert "Read the value carefully" not in description
+
+
+def test_only_facts_that_prescribe_something_become_rules() -> None:
+    assert fact_rule("printed in the document in 0 of 40 cases.") == ""  # a fact, not an instruction
+    copied = fact_rule("printed in the document in 37 of 40 cases.")
+    assert copied == "Copy it exactly as printed in the document."
+    assert fact_rule("absent (null) in 1 of 40 documents; printed in the document in 3 of 39 cases.") == ""
+    absent = fact_rule("absent (null) in 12 of 40 documents.")
+    assert absent == "It is absent in 12 of 40 documents: then answer null."
+    dates = "printed day-first (DD/MM/YYYY) in 38 of 40 documents; answer as YYYY-MM-DD."
+    assert fact_rule(dates) == "In these documents it is " + dates
 
 
 def test_proposal_checks() -> None:

@@ -17,7 +17,7 @@ from ieflow.datasets import Example
 from ieflow.optimize.base import Candidate, Optimizer, OptimizerRun
 from ieflow.optimize.evaluator import ExampleResult
 from ieflow.optimize.pareto import sample_from_front
-from ieflow.optimize.proposals import data_summary, error_summary, suggest_formats, tried_texts
+from ieflow.optimize.proposals import data_summary, error_summary, fact_rule, suggest_formats, tried_texts
 from ieflow.optimize.reflection import (
     Proposal,
     ProposalCheck,
@@ -300,11 +300,11 @@ class GEPA(Optimizer):
         failures = failure_lines(path, results, examples)
         tried = tried_texts(run, component)
         facts = self._field_facts(run).get(path, "")
-        fact_rule = f"In these documents it is {facts}" if facts else ""
-        if tried and fact_rule and not any(fact_rule in t for t in tried):
+        from_facts = fact_rule(facts)
+        if tried and from_facts and not any(from_facts in t for t in tried):
             # The reflection model's own rule for this field did not help: try the value-free fact
             # computed from the training data as the rule (weak models garble it when rephrasing).
-            rule, truncated = fact_rule, False
+            rule, truncated = from_facts, False
         else:
             rule, truncated = self._ask_text(
                 run, field_rule_messages(parent.program, path, failures, tried, facts)
