@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -46,6 +47,16 @@ def seed_program(dataset: str, schema: dict, max_input_tokens: int) -> Extractio
         name=dataset,
         strategy=LongDocStrategy(kind="select", max_input_tokens=max_input_tokens),
     )
+
+
+def code_version() -> str:
+    """The commit the result was measured with (optimizers change between sessions)."""
+    try:
+        command = ["git", "rev-parse", "--short", "HEAD"]
+        out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    except OSError:
+        return "unknown"
+    return out.stdout.strip() or "unknown"
 
 
 def run(
@@ -83,6 +94,7 @@ def run(
             "candidates": len(result.candidates),
             "stop_reason": result.stop_reason,
             "session_wall_s": time.time() - started,
+            "code": code_version(),
         }
         summary_path.write_text(json.dumps(summary, indent=2))
         print(
