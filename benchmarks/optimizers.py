@@ -84,6 +84,7 @@ def run(
         started = time.time()
         optimizer = make_optimizer(name, run_dir=out / name, seed=0)
         result = optimizer.compile(program, splits["train"], splits["val"], Budget(max_metric_calls=budget))
+        result.best_program.save(out / name / "best_program.json")
         test = score_on(result.best_program, splits["test"], out / "test_evaluations.jsonl")
         summary.setdefault("optimizers", {})[name] = {
             "test": test,
@@ -124,17 +125,17 @@ def report() -> str:
             f"train {sizes['train']}, val {sizes['val']}, test {sizes['test']}; "
             f"budget {summary['budget_metric_calls']} metric calls per optimizer.",
             "",
-            "| program | test score | macro field F1 | prompt tokens/doc | metric calls | wall time |",
-            "|---|---|---|---|---|---|",
+            "| program | test score | macro F1 | prompt tokens/doc | metric calls | wall time | commit |",
+            "|---|---|---|---|---|---|---|",
             f"| baseline | {base['score']:.3f} | {base['macro_f1']:.3f} | "
-            f"{base['prompt_tokens']:.0f} | - | - |",
+            f"{base['prompt_tokens']:.0f} | - | - | - |",
         ]
         for name, row in summary.get("optimizers", {}).items():
             test = row["test"]
             lines.append(
                 f"| {name} | {test['score']:.3f} | {test['macro_f1']:.3f} | "
                 f"{test['prompt_tokens']:.0f} | {row['metric_calls']} | "
-                f"{row['optimization_wall_s'] / 60:.0f} min |"
+                f"{row['optimization_wall_s'] / 60:.0f} min | {row.get('code', '-')} |"
             )
         for checkpoint in sorted(summary_path.parent.glob("*/checkpoint.json")):
             name = checkpoint.parent.name
@@ -146,7 +147,7 @@ def report() -> str:
             lines.append(
                 f"| {name} (in progress: step {state['step']}, {calls} of "
                 f"{summary['budget_metric_calls']} metric calls) | not yet scored on test | - | - | "
-                f"{calls} | val {scores[0]:.3f} -> best {max(scores):.3f} so far |"
+                f"{calls} | val {scores[0]:.3f} -> best {max(scores):.3f} so far | - |"
             )
         lines += ["", "Per-field test scores:", ""]
         fields = list(base["per_field"])
@@ -157,6 +158,9 @@ def report() -> str:
             per = row["test"]["per_field"]
             lines.append(f"| {name} | " + " | ".join(f"{per.get(f, 0):.2f}" for f in fields) + " |")
         lines.append("")
+        notes = summary_path.parent / "NOTES.md"  # observations written by hand, kept across reports
+        if notes.exists():
+            lines += [notes.read_text(encoding="utf-8").strip(), ""]
     return "\n".join(lines)
 
 
