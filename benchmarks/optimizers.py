@@ -84,7 +84,6 @@ def run(
         started = time.time()
         optimizer = make_optimizer(name, run_dir=out / name, seed=0)
         result = optimizer.compile(program, splits["train"], splits["val"], Budget(max_metric_calls=budget))
-        result.best_program.save(out / name / "best_program.json")
         test = score_on(result.best_program, splits["test"], out / "test_evaluations.jsonl")
         summary.setdefault("optimizers", {})[name] = {
             "test": test,

@@ -280,6 +280,30 @@ def test_mipro_keeps_its_trials_in_an_optuna_journal(tmp_path: Path) -> None:
     assert space["demo_sets"][0] is None and all(len(s) <= 2 for s in space["demo_sets"][1:])
 
 
+@pytest.mark.parametrize("n_train", [40, 10])
+def test_mipro_searches_until_the_budget_or_the_space_is_spent(tmp_path: Path, n_train: int) -> None:
+    """Equal budgets for every optimizer: no fixed trial count stops MIPRO early; a search space
+    whose minibatches have all been scored stops it instead of looping on ledger hits."""
+    val = make_examples(6, offset=100)
+    optimizer = MIPROv2(
+        MIPROConfig(num_instructions=2, num_demo_sets=3),
+        run_dir=tmp_path / "run",
+        reflection_model=ScriptedLM(stubborn, "scripted/proposer"),
+        student_client=ScriptedLM(rule_student),  # never perfect: no early stop
+        seed=3,
+    )
+    budget = 130
+    result = optimizer.compile(seed_program(), make_examples(n_train), val, Budget(max_metric_calls=budget))
+    trials = [h for h in result.history if h["event"] == "trial"]
+    if n_train == 40:
+        assert result.stop_reason.startswith("budget")
+        assert len(trials) > 20  # more than the old fixed count of 20 would have allowed
+        assert budget - (optimizer.config.minibatch_size + len(val)) <= result.usage["metric_calls"] <= budget
+    else:
+        assert result.stop_reason.startswith("search space exhausted")
+        assert result.usage["metric_calls"] < budget
+
+
 def test_ape_rejects_induced_instructions_that_copy_training_values(tmp_path: Path) -> None:
     train, val = data()
     result = make("ape", tmp_path / "run").compile(seed_program(), train, val, Budget(max_metric_calls=150))

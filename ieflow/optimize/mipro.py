@@ -40,6 +40,7 @@ from ieflow.optimize.reflection import ProposalCheck
 from ieflow.program import INSTRUCTION, ExtractionProgram
 
 STUDY = "mipro"
+DEFAULT_TRIALS = 20  # when the budget sets no bound on the number of trials
 
 
 @dataclass
@@ -50,10 +51,11 @@ class MIPROConfig:
     demo_max_tokens: int = 350
     bootstrap_size: int = 6  # training examples the seed program is run on once
     pair_max_tokens: int = 60  # length of the example shown to the proposer
-    num_trials: int = 20
+    num_trials: int | None = None  # None: trials until the budget is spent (20 if it has no bound)
     minibatch_size: int = 4
     full_eval_every: int = 5  # trials between full validation passes of the best config so far
     startup_trials: int = 5  # random trials before TPE models the results
+    max_free_trials: int = 10  # stop after this many trials in a row answered from the ledger
     temperature: float = 0.9
     max_steps: int | None = None  # stop this session after so many trials, with no wrap-up (time-boxing)
     check: ProposalCheck = field(default_factory=ProposalCheck)
@@ -84,6 +86,10 @@ class MIPROv2(Optimizer):
             run.stop_reason = "no instruction or demo set survived the checks: nothing to search"
             return
         study = self._study(run, state)
+        budget = run.tracker.budget
+        unbounded = budget.max_metric_calls is None and budget.max_wall_s is None and budget.patience is None
+        # Equal budgets for every optimizer: by default MIPRO searches until the budget is spent.
+        num_trials = cfg.num_trials if cfg.num_trials is not None else (DEFAULT_TRIALS if unbounded else None)
         reason = ""
         while not reason:
             done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -94,19 +100,26 @@ class MIPROv2(Optimizer):
             if run.best().val_score >= 1.0 - 1e-9:
                 run.stop_reason = "perfect validation score"
                 return
-            if cfg.max_steps is not None and run.step >= cfg.max_steps and len(done) < cfg.num_trials:
+            unfinished = num_trials is None or len(done) < num_trials
+            if cfg.max_steps is not None and run.step >= cfg.max_steps and unfinished:
                 run.stop_reason = f"reached {cfg.max_steps} trials"
                 return
             pending = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
-            if len(done) >= cfg.num_trials:
+            if num_trials is not None and len(done) >= num_trials:
                 reason = f"finished {len(done)} trials"
             elif run.stalled():
                 reason = f"no improvement in {run.tracker.budget.patience} trials"
             elif not pending and run.tracker.exhausted(cfg.minibatch_size + len(run.valset)):
                 # Keep room for the final validation pass; an interrupted trial was already allowed.
                 reason = f"budget: stopped after {len(done)} trials, keeping room for a last validation pass"
+            elif state.get("free_trials", 0) >= cfg.max_free_trials:
+                # A small space and training set: TPE re-asks configs on minibatches already scored.
+                reason = f"search space exhausted: {cfg.max_free_trials} trials in a row cost no metric call"
             else:
+                spent = run.tracker.metric_calls
                 self._trial(run, state, study, pending[0] if pending else None, (n_instr, n_demos))
+                free = run.tracker.metric_calls == spent
+                state["free_trials"] = state.get("free_trials", 0) + 1 if free else 0
                 run.checkpoint()
         self._full_eval(run, state, [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
         run.stop_reason = reason
