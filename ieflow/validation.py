@@ -411,7 +411,7 @@ def build_data_docs(validator: RecordValidator, results: Iterable[tuple[str, dic
         ValidationResultIdentifier,
     )
 
-    directory = Path(directory)
+    directory = Path(directory).resolve()  # GE's site store refuses a relative base_directory
     directory.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="ephemeral")
     context.add_data_docs_site(site_name="ieflow", site_config={

@@ -172,3 +172,13 @@ def test_data_docs_render_offline(tmp_path: Path, validator: RecordValidator) ->
     assert (tmp_path / "docs" / "expectations" / "purchaseorder.html").is_file()
     text = "".join(p.read_text() for p in pages)
     assert "XXX" in text and "currency" in text
+
+
+def test_data_docs_under_a_relative_output_folder(tmp_path: Path, validator: RecordValidator,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ieflow demo` writes under runs/demo: GE's site store takes only absolute folders."""
+    monkeypatch.chdir(tmp_path)
+    report = validator.validate(GOLD)
+    index = build_data_docs(validator, [("shard-1", r) for r in report.results], "runs/demo/data_docs")
+    assert Path(index).is_absolute() and Path(index).is_file()
+    assert (tmp_path / "runs" / "demo" / "data_docs" / "index.html").is_file()
