@@ -313,6 +313,22 @@ def test_ape_rejects_induced_instructions_that_copy_training_values(tmp_path: Pa
         assert "Acme" not in candidate.program.system_prompt()
 
 
+def test_ape_by_default_goes_on_with_rounds_until_the_budget_is_spent(tmp_path: Path) -> None:
+    train, val = data()
+    optimizer = APE(
+        APEConfig(num_candidates=3, minibatch_size=4),
+        run_dir=tmp_path / "run",
+        reflection_model=ScriptedLM(stubborn, "scripted/proposer"),  # a new instruction every call
+        student_client=ScriptedLM(rule_student),
+        seed=3,
+    )
+    result = optimizer.compile(seed_program(), train, val, Budget(max_metric_calls=100))
+    assert result.stop_reason.startswith("metric-call budget")
+    assert 100 - 4 <= result.usage["metric_calls"] <= 100 + optimizer.slack_calls()
+    rounds = {h["round"] for h in result.history if "round" in h}
+    assert len(rounds) > 2, rounds  # more than the old fixed two rounds
+
+
 def test_opro_shows_history_worst_first(tmp_path: Path) -> None:
     train, val = data()
     optimizer = make("opro", tmp_path / "run")

@@ -29,6 +29,8 @@ from ieflow.optimize.proposals import (
 from ieflow.optimize.reflection import ProposalCheck
 from ieflow.program import INSTRUCTION
 
+DEFAULT_ROUNDS = 2  # when the budget sets no bound on the number of rounds
+
 
 @dataclass
 class APEConfig:
@@ -37,7 +39,7 @@ class APEConfig:
     pair_max_tokens: int = 60  # excerpt length per pair: keeps the prompt under ~700 tokens
     minibatch_size: int = 6  # the fixed training subset every candidate is scored on
     finalists: int = 2  # best candidates per round scored on the whole validation set
-    rounds: int = 2  # round 0 induces; later rounds resample variations of the best so far
+    rounds: int | None = None  # round 0 induces, later ones vary the best; None: until the budget is spent
     max_steps: int | None = None
     temperature: float = 0.9
     check: ProposalCheck = field(default_factory=ProposalCheck)
@@ -63,7 +65,11 @@ class APE(Optimizer):
             )
             run.checkpoint()
         baseline = self._score(run, run.seed_program.components.get(INSTRUCTION, ""))
-        while state["round"] < cfg.rounds:
+        budget = run.tracker.budget
+        unbounded = budget.max_metric_calls is None and budget.max_wall_s is None and budget.patience is None
+        # Equal budgets for every optimizer: by default APE goes on with rounds until the budget is spent.
+        rounds = cfg.rounds if cfg.rounds is not None else (DEFAULT_ROUNDS if unbounded else None)
+        while rounds is None or state["round"] < rounds:
             entries = [e for e in state["pool"] if e["round"] == state["round"]]
             while len(entries) < cfg.num_candidates and state["attempts"] < 2 * cfg.num_candidates:
                 if self._should_stop(run):
@@ -76,6 +82,9 @@ class APE(Optimizer):
                     state["pool"].append(entry)
                     entries.append(entry)
                 run.checkpoint()
+            if not entries and state["round"] > 0:  # round 0 failing goes on to variations of the seed
+                run.stop_reason = f"round {state['round']}: no proposal passed the checks"
+                return
             finalists = sorted(
                 (e for e in entries if e["score"] > baseline + 1e-9), key=lambda e: -e["score"]
             )
@@ -92,7 +101,7 @@ class APE(Optimizer):
             state["round"] += 1
             state["attempts"] = 0
             run.checkpoint()
-        run.stop_reason = f"finished {cfg.rounds} rounds"
+        run.stop_reason = f"finished {rounds} rounds"
 
     def _should_stop(self, run: OptimizerRun) -> bool:
         cfg = self.config
