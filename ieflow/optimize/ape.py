@@ -65,10 +65,10 @@ class APE(Optimizer):
             )
             run.checkpoint()
         baseline = self._score(run, run.seed_program.components.get(INSTRUCTION, ""))
-        budget = run.tracker.budget
-        unbounded = budget.max_metric_calls is None and budget.max_wall_s is None and budget.patience is None
         # Equal budgets for every optimizer: by default APE goes on with rounds until the budget is spent.
-        rounds = cfg.rounds if cfg.rounds is not None else (DEFAULT_ROUNDS if unbounded else None)
+        rounds = cfg.rounds
+        if rounds is None and not run.tracker.budget.bounded:
+            rounds = DEFAULT_ROUNDS
         while rounds is None or state["round"] < rounds:
             entries = [e for e in state["pool"] if e["round"] == state["round"]]
             while len(entries) < cfg.num_candidates and state["attempts"] < 2 * cfg.num_candidates:

@@ -39,6 +39,11 @@ class Budget:
     max_wall_s: float | None = None
     patience: int | None = None  # steps without a new best on validation
 
+    @property
+    def bounded(self) -> bool:
+        """Whether a limit ends a run that spends no money (local models cost $0)."""
+        return self.max_metric_calls is not None or self.max_wall_s is not None or self.patience is not None
+
 
 @dataclass
 class ExampleResult:

@@ -86,10 +86,10 @@ class MIPROv2(Optimizer):
             run.stop_reason = "no instruction or demo set survived the checks: nothing to search"
             return
         study = self._study(run, state)
-        budget = run.tracker.budget
-        unbounded = budget.max_metric_calls is None and budget.max_wall_s is None and budget.patience is None
         # Equal budgets for every optimizer: by default MIPRO searches until the budget is spent.
-        num_trials = cfg.num_trials if cfg.num_trials is not None else (DEFAULT_TRIALS if unbounded else None)
+        num_trials = cfg.num_trials
+        if num_trials is None and not run.tracker.budget.bounded:
+            num_trials = DEFAULT_TRIALS
         reason = ""
         while not reason:
             done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
