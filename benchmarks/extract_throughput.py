@@ -8,7 +8,10 @@
    process=True)`: the server runs in its own process, so its CPU does not count against the
    client's GIL. The ideal is concurrency / latency (320 documents/s); the figure is documents/s
    divided by that, timed inside the run (the temporary Prefect server's start-up is excluded and
-   printed apart). Peak memory is this process's maximum RSS (the fake server and the temporary
+   printed apart). A second reference is measured first in the same run: bare
+   `litellm.acompletion` calls at the same concurrency from one process, i.e. what any litellm
+   client reaches on this machine (on 2 cores litellm's own CPU per call, not the server, sets
+   that ceiling). Peak memory is this process's maximum RSS (the fake server and the temporary
    Prefect server are other processes).
 2. Restart: the same run in a child process (its own session, so the kill takes its temporary
    Prefect server too) is killed with SIGKILL once some shards are written, then started again
@@ -76,6 +79,31 @@ def run_once(args: argparse.Namespace, documents: str, out: str, base_url: str) 
                            api_key_env=KEY_ENV, use_lm_cache=args.lm_cache, task_runner=args.task_runner,
                            dask_workers=args.workers)
     return extract(params)
+
+
+def bare_litellm_rate(base_url: str, calls: int, concurrency: int) -> dict:
+    """The reference a client can reach at all here: bare `litellm.acompletion` calls, `concurrency`
+    in flight, one process, no ieflow (no prompt building, parsing, validation or writing)."""
+    import asyncio
+
+    import litellm
+
+    async def main() -> None:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> None:
+            async with gate:
+                await litellm.acompletion(model=MODEL, api_base=base_url, api_key=os.environ[KEY_ENV],
+                                          messages=[{"role": "user", "content": f"TOTAL RM {i}.00"}],
+                                          temperature=0.0, num_retries=0)
+
+        await asyncio.gather(*(one(i) for i in range(calls)))
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    asyncio.run(main())
+    wall = time.perf_counter() - started
+    return {"calls": calls, "calls_per_s": round(calls / wall, 1),
+            "cpu_ms_per_call": round(1000 * (time.process_time() - cpu_started) / calls, 2)}
 
 
 def child_main(args: argparse.Namespace) -> None:
@@ -149,6 +177,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="Dask worker processes")
     parser.add_argument("--lm-cache", action="store_true", help="use the LM response cache (off: a "
                         "fresh corpus never hits it, and writing it costs time)")
+    parser.add_argument("--bare-calls", type=int, default=3000, help="calls of the bare-litellm reference "
+                        "measured first (0: skip)")
     parser.add_argument("--no-restart", action="store_true", help="skip the kill -9 / restart check")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--child-documents", help=argparse.SUPPRESS)
@@ -175,6 +205,13 @@ def main() -> None:
         make_documents(Path(documents), args.docs)
         ideal = args.concurrency / args.latency
         with FakeLMServer(latency_s=args.latency, process=True) as server:
+            bare = None
+            if args.bare_calls:
+                bare = bare_litellm_rate(server.base_url, args.bare_calls, args.concurrency)
+                print(f"bare litellm, one process: {bare['calls_per_s']} calls/s of ideal {ideal:.0f}/s "
+                      f"-> ratio {bare['calls_per_s'] / ideal:.3f}; {bare['cpu_ms_per_call']} ms CPU/call",
+                      flush=True)
+            requests_before_run = server.stats.requests
             started, cpu_started = time.perf_counter(), time.process_time()
             summary = run_once(args, documents, str(Path(tmp) / "run"), server.base_url)
             end_to_end = time.perf_counter() - started
@@ -193,14 +230,19 @@ def main() -> None:
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                 "cpu_ms_per_doc": round(cpu_ms, 2),
                 "one_core_ceiling_ratio": round(1000 / cpu_ms / ideal, 3),
-                "model_calls": server.stats.requests, "cost_usd": summary["cost_usd"],
+                "model_calls": server.stats.requests - requests_before_run, "cost_usd": summary["cost_usd"],
                 "cpu_count": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
             }
+            if bare:
+                figures["bare_litellm"] = bare
+                figures["ratio_to_bare_litellm"] = round(rate / bare["calls_per_s"], 3)
             print(f"throughput: {rate:.1f} docs/s of ideal {ideal:.0f}/s -> ratio {rate / ideal:.3f} "
                   f"(target >= 0.85); run {summary['wall_s']} s, end to end {end_to_end:.1f} s; "
                   f"peak RSS {figures['peak_rss_mb']} MB (target < 1536); {cpu_ms:.2f} ms CPU per document "
                   f"(one free core would allow ratio {figures['one_core_ceiling_ratio']}), "
-                  f"load average {figures['load_avg_1m']}", flush=True)
+                  f"load average {figures['load_avg_1m']}"
+                  + (f"; {figures['ratio_to_bare_litellm']} of bare litellm's rate" if bare else ""),
+                  flush=True)
             if not args.no_restart:
                 check = restart_check(args, documents, str(Path(tmp) / "restart"), server)
                 figures["restart"] = check
