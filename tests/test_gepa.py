@@ -9,7 +9,7 @@ import pytest
 
 from ieflow.optimize import Budget
 from ieflow.optimize.gepa import GEPA, GEPAConfig
-from ieflow.optimize.proposals import fact_rule
+from ieflow.optimize.proposals import FieldFacts
 from ieflow.optimize.reflection import ProposalCheck, clean_reply, excerpt, leaked_value
 from ieflow.program import ExtractionProgram
 from tests.support.receipts import DAY_FIRST_RULE, SCHEMA, make_examples, reflector_answer, student_answer
@@ -118,14 +118,18 @@ def test_a_failed_reflection_falls_back_to_the_data_fact_for_that_field(tmp_path
 
 
 def test_only_facts_that_prescribe_something_become_rules() -> None:
-    assert fact_rule("printed in the document in 0 of 40 cases.") == ""  # a fact, not an instruction
-    copied = fact_rule("printed in the document in 37 of 40 cases.")
-    assert copied == "Copy it exactly as printed in the document."
-    assert fact_rule("absent (null) in 1 of 40 documents; printed in the document in 3 of 39 cases.") == ""
-    absent = fact_rule("absent (null) in 12 of 40 documents.")
-    assert absent == "It is absent in 12 of 40 documents: then answer null."
-    dates = "printed day-first (DD/MM/YYYY) in 38 of 40 documents; answer as YYYY-MM-DD."
-    assert fact_rule(dates) == "In these documents it is " + dates
+    never_copied = FieldFacts("address", 40, absent=0, copied=(0, 40))
+    assert never_copied.rule() == ""  # a fact for the reflection model, not an instruction
+    assert never_copied.text() == "printed in the document in 0 of 40 cases."
+    assert FieldFacts("company", 40, copied=(37, 40)).rule() == "Copy it exactly as printed in the document."
+    assert FieldFacts("total", 40, absent=1, copied=(3, 39)).rule() == ""
+    absent = FieldFacts("total", 40, absent=12)
+    assert absent.rule() == "It is absent in 12 of 40 documents: then answer null."
+    dates = FieldFacts("date", 40, is_date=True, notations=(("day-first (DD/MM/YYYY)", 38),), n_dates=40)
+    assert dates.text() == "printed day-first (DD/MM/YYYY) in 38 of 40 documents; answer as YYYY-MM-DD."
+    assert dates.rule() == "In these documents it is " + dates.text()
+    sizes = FieldFacts("lines", 40, sizes=(1, 9))
+    assert sizes.rule() == "In these documents it is 1 to 9 items per document."
 
 
 def test_proposal_checks() -> None:

@@ -17,7 +17,7 @@ from ieflow.datasets import Example
 from ieflow.optimize.base import Candidate, Optimizer, OptimizerRun
 from ieflow.optimize.evaluator import ExampleResult
 from ieflow.optimize.pareto import sample_from_front
-from ieflow.optimize.proposals import data_summary, error_summary, fact_rule, suggest_formats, tried_texts
+from ieflow.optimize.proposals import FieldFacts, error_summary, field_facts, suggest_formats, tried_texts
 from ieflow.optimize.reflection import (
     Proposal,
     ProposalCheck,
@@ -210,6 +210,7 @@ class GEPA(Optimizer):
         self.chooser = component_chooser or FailingFieldChooser(max_demos=self.config.max_demos)
         self.acceptance = acceptance or MinibatchAcceptance()
         self.merger = merger if merger is not None else Merger()
+        self._facts: tuple[OptimizerRun, dict[str, FieldFacts]] | None = None
 
     def slack_calls(self) -> int:
         return self.config.minibatch_size
@@ -299,8 +300,8 @@ class GEPA(Optimizer):
         examples = {ex.doc_id: ex for ex in batch}
         failures = failure_lines(path, results, examples)
         tried = tried_texts(run, component)
-        facts = self._field_facts(run).get(path, "")
-        from_facts = fact_rule(facts)
+        fact = self._field_facts(run).get(path)
+        facts, from_facts = (fact.text(), fact.rule()) if fact else ("", "")
         if tried and from_facts and not any(from_facts in t for t in tried):
             # The reflection model's own rule for this field did not help: try the value-free fact
             # computed from the training data as the rule (weak models garble it when rephrasing).
@@ -330,25 +331,22 @@ class GEPA(Optimizer):
             return None
         tried.append(key)
         program = parent.program.replace(formats={**parent.program.formats, path: name})
-        fact = self._field_facts(run).get(path, "").rstrip(".")
-        return Proposal(FIELD_PREFIX + path, program, f"format {name} ({fact})", name)
+        fact = self._field_facts(run).get(path)
+        why = fact.text().rstrip(".") if fact else "no facts"
+        return Proposal(FIELD_PREFIX + path, program, f"format {name} ({why})", name)
 
     def _suggested_formats(self, run: OptimizerRun) -> dict[str, str]:
         if "suggested_formats" not in run.state:
             run.state["suggested_formats"] = suggest_formats(run.seed_program, run.trainset[:40])
         return run.state["suggested_formats"]
 
-    def _field_facts(self, run: OptimizerRun) -> dict[str, str]:
+    def _field_facts(self, run: OptimizerRun) -> dict[str, FieldFacts]:
         """Value-free facts per field computed from the training data (e.g. "printed day-first
-        (DD/MM/YYYY) in 12 of 12 documents"): grounding that a weak reflection model cannot infer."""
-        if "field_facts" not in run.state:
-            lines = data_summary(run.seed_program, run.trainset[:40], limit=100)
-            facts = {}
-            for line in lines:
-                path, _, text = line.removeprefix("- ").partition(": ")
-                facts[path] = text
-            run.state["field_facts"] = facts
-        return run.state["field_facts"]
+        (DD/MM/YYYY) in 12 of 12 documents"): grounding that a weak reflection model cannot infer.
+        Deterministic in the training set, so they are recomputed rather than checkpointed."""
+        if self._facts is None or self._facts[0] is not run:
+            self._facts = (run, {f.path: f for f in field_facts(run.seed_program, run.trainset[:40])})
+        return self._facts[1]
 
     def _propose_instruction(
         self, run: OptimizerRun, parent: Candidate, batch: list[Example], results: list[ExampleResult]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ieflow.datasets import Example
@@ -78,71 +79,103 @@ def field_list(program: ExtractionProgram, width: int = 90, limit: int = 14) -> 
     return lines
 
 
-def data_summary(program: ExtractionProgram, examples: list[Example], limit: int = 8) -> list[str]:
-    """One line per field on how gold values relate to the documents (absence, date notation,
-    verbatim copies, list sizes). Patterns only: no value is quoted, so a proposer cannot leak one."""
-    lines: list[str] = []
+@dataclass(frozen=True)
+class FieldFacts:
+    """What the training data says about one field, with no value in it: rendered as text for the
+    proposal prompts (`text`), and as a rule the student can follow (`rule`). One structure for
+    both, so the rule never has to parse the text."""
+
+    path: str
+    n_documents: int
+    absent: int | None = None  # documents with no value (None: not counted, as for lists)
+    sizes: tuple[int, int] | None = None  # items per document, for a list
+    notations: tuple[tuple[str, int], ...] = ()  # date notations as printed, most common first
+    n_dates: int = 0
+    date_unit: str = "documents"
+    is_date: bool = False
+    copied: tuple[int, int] | None = None  # (values printed verbatim in the document, values)
+
+    def phrases(self) -> list[str]:
+        parts = self._absence() + self._shape()
+        if self.copied:
+            parts.append(f"printed in the document in {self.copied[0]} of {self.copied[1]} cases")
+        return parts
+
+    def text(self) -> str:
+        """E.g. "printed day-first (DD/MM/YYYY) in 12 of 12 documents; answer as YYYY-MM-DD."."""
+        parts = self.phrases()
+        return "; ".join(parts) + "." if parts else ""
+
+    def rule(self) -> str:
+        """The facts that prescribe something, as a rule; "" if none does.
+
+        Notations and sizes are kept as stated ("In these documents it is printed day-first ...");
+        a verbatim-copy rate becomes "copy it as printed" only when most values are copies, and an
+        absence rate becomes "answer null" only when absence is common. "Printed in 0 of 40 cases"
+        is a fact for the reflection model, not an instruction: seen on sroie, a rule made of it
+        won a 6-example minibatch by chance and cost a validation pass.
+        """
+        shape = self._shape()
+        sentences = [f"In these documents it is {'; '.join(shape)}."] if shape else []
+        if self.copied and self.copied[1] and self.copied[0] >= 0.8 * self.copied[1]:
+            sentences.append("Copy it exactly as printed in the document.")
+        if self.absent and self.absent >= 0.2 * self.n_documents:
+            n = self.n_documents
+            sentences.append(f"It is absent in {self.absent} of {n} documents: then answer null.")
+        return " ".join(sentences)
+
+    def _absence(self) -> list[str]:
+        return [f"absent (null) in {self.absent} of {self.n_documents} documents"] if self.absent else []
+
+    def _shape(self) -> list[str]:
+        if self.sizes:
+            return [f"{self.sizes[0]} to {self.sizes[1]} items per document"]
+        if not self.is_date:
+            return []
+        of = f"of {self.n_dates} {self.date_unit}"
+        printed = [f"printed {name} in {count} {of}" for name, count in self.notations]
+        return [*printed, "answer as YYYY-MM-DD"]
+
+
+def field_facts(program: ExtractionProgram, examples: list[Example]) -> list[FieldFacts]:
+    """How gold values relate to the documents, per leaf field (absence, date notation, verbatim
+    copies, list sizes). Patterns only: no value is quoted, so a proposer cannot leak one."""
+    facts: list[FieldFacts] = []
     n = len(examples)
     for path in program.field_descriptions():
         node = field_schema(program.schema, path)
-        if "object" in types_of(node) and "properties" in node:
-            continue  # its leaves have their own lines
+        kinds = types_of(node)
+        if "object" in kinds and "properties" in node:
+            continue  # its leaves have their own facts
         per_doc = [(ex, values_at(ex.gold, path)) for ex in examples]
-        facts: list[str] = []
+        is_list = "array" in kinds and "[]" not in path
         absent = sum(1 for _, vs in per_doc if all(v in (None, "", []) for v in vs))
-        if absent and not ("array" in types_of(node) and "[]" not in path):  # lists get a size range
-            facts.append(f"absent (null) in {absent} of {n} documents")
-        if "array" in types_of(node) and "[]" not in path:
+        fact = FieldFacts(path, n, absent=None if is_list else absent)
+        if is_list:  # lists get a size range instead of an absence count
             sizes = [len(vs[0]) if vs and isinstance(vs[0], list) else 0 for _, vs in per_doc]
-            facts.append(f"{min(sizes)} to {max(sizes)} items per document")
+            fact = replace(fact, sizes=(min(sizes), max(sizes)) if sizes else (0, 0))
         elif node.get("format") == "date" or _looks_iso(per_doc):
             dates = [(ex, v) for ex, vs in per_doc for v in vs if isinstance(v, str) and v]
             notations: dict[str, int] = {}
             for ex, v in dates:
                 if found := date_notation(ex.text, v):
                     notations[found] = notations.get(found, 0) + 1
-            unit = "items" if "[]" in path else "documents"
-            for name, count in sorted(notations.items(), key=lambda kv: -kv[1])[:2]:
-                facts.append(f"printed {name} in {count} of {len(dates)} {unit}")
-            facts.append("answer as YYYY-MM-DD")
-        elif {"string", "number", "integer"} & set(types_of(node)):
+            top = tuple(sorted(notations.items(), key=lambda kv: -kv[1])[:2])
+            fact = replace(fact, is_date=True, notations=top, n_dates=len(dates),
+                           date_unit="items" if "[]" in path else "documents")
+        elif {"string", "number", "integer"} & set(kinds):
             present = [(ex, v) for ex, vs in per_doc for v in vs if v not in (None, "", [])]
-            found = sum(1 for ex, v in present if _printed(ex.text, v))
             if present:
-                facts.append(f"printed in the document in {found} of {len(present)} cases")
-        if facts:
-            lines.append(f"- {path}: " + "; ".join(facts) + ".")
-    return lines[:limit]
+                copies = sum(1 for ex, v in present if _printed(ex.text, v))
+                fact = replace(fact, copied=(copies, len(present)))
+        if fact.phrases():
+            facts.append(fact)
+    return facts
 
 
-_COPIED = re.compile(r"printed in the document in (\d+) of (\d+) cases")
-_ABSENT = re.compile(r"absent \(null\) in (\d+) of (\d+) documents")
-
-
-def fact_rule(facts: str) -> str:
-    """A `data_summary` line's facts as a rule the student can follow, or "" if they prescribe nothing.
-
-    Notations and sizes are kept as stated ("In these documents it is printed day-first ...");
-    a verbatim-copy rate becomes "copy it as printed" only when most values are copies, and an
-    absence rate becomes "answer null" only when absence is common. "Printed in 0 of 40 cases" is
-    a fact for the reflection model, not an instruction: seen on sroie, a rule made of it won a
-    6-example minibatch by chance and cost a validation pass.
-    """
-    kept: list[str] = []
-    extra: list[str] = []
-    for part in facts.rstrip(".").split("; "):
-        if not part:
-            continue
-        if m := _COPIED.fullmatch(part):
-            if int(m[1]) >= 0.8 * int(m[2]):
-                extra.append("Copy it exactly as printed in the document.")
-        elif m := _ABSENT.fullmatch(part):
-            if int(m[1]) >= 0.2 * int(m[2]):
-                extra.append(f"It is absent in {m[1]} of {m[2]} documents: then answer null.")
-        else:
-            kept.append(part)
-    sentences = ([f"In these documents it is {'; '.join(kept)}."] if kept else []) + extra
-    return " ".join(sentences)
+def data_summary(program: ExtractionProgram, examples: list[Example], limit: int = 8) -> list[str]:
+    """`field_facts` as prompt lines: "- date: printed day-first (DD/MM/YYYY) in 6 of 6 documents; ..."."""
+    return [f"- {fact.path}: {fact.text()}" for fact in field_facts(program, examples)][:limit]
 
 
 def suggest_formats(program: ExtractionProgram, examples: list[Example]) -> dict[str, str]:
@@ -391,9 +424,11 @@ def mean(values: list[float]) -> float:
 
 __all__ = [
     "TIPS",
+    "FieldFacts",
     "bootstrap",
     "data_summary",
     "error_summary",
+    "field_facts",
     "grounded_instruction_messages",
     "induction_messages",
     "io_pair",
