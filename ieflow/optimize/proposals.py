@@ -89,11 +89,12 @@ class FieldFacts:
     n_documents: int
     absent: int | None = None  # documents with no value (None: not counted, as for lists)
     sizes: tuple[int, int] | None = None  # items per document, for a list
-    notations: tuple[tuple[str, int], ...] = ()  # date notations as printed, most common first
+    notations: tuple[tuple[str, int], ...] = ()  # every date notation seen, most common first
     n_dates: int = 0
     date_unit: str = "documents"
     is_date: bool = False
     copied: tuple[int, int] | None = None  # (values printed verbatim in the document, values)
+    amounts: tuple[int, int] | None = None  # number fields: (printed as two-decimal amounts, values)
 
     def phrases(self) -> list[str]:
         parts = self._absence() + self._shape()
@@ -133,7 +134,7 @@ class FieldFacts:
         if not self.is_date:
             return []
         of = f"of {self.n_dates} {self.date_unit}"
-        printed = [f"printed {name} in {count} {of}" for name, count in self.notations]
+        printed = [f"printed {name} in {count} {of}" for name, count in self.notations[:2]]
         return [*printed, "answer as YYYY-MM-DD"]
 
 
@@ -160,14 +161,18 @@ def field_facts(program: ExtractionProgram, examples: list[Example]) -> list[Fie
             for ex, v in dates:
                 if found := date_notation(ex.text, v):
                     notations[found] = notations.get(found, 0) + 1
-            top = tuple(sorted(notations.items(), key=lambda kv: -kv[1])[:2])
-            fact = replace(fact, is_date=True, notations=top, n_dates=len(dates),
+            ranked = tuple(sorted(notations.items(), key=lambda kv: -kv[1]))
+            fact = replace(fact, is_date=True, notations=ranked, n_dates=len(dates),
                            date_unit="items" if "[]" in path else "documents")
         elif {"string", "number", "integer"} & set(kinds):
             present = [(ex, v) for ex, vs in per_doc for v in vs if v not in (None, "", [])]
             if present:
                 copies = sum(1 for ex, v in present if _printed(ex.text, v))
                 fact = replace(fact, copied=(copies, len(present)))
+            if "number" in kinds and "string" not in kinds:
+                numbers = [(ex, v) for ex, vs in per_doc for v in vs if isinstance(v, int | float)]
+                fact = replace(fact, amounts=(sum(1 for ex, v in numbers if amount_printed(ex.text, v)),
+                                              len(numbers)))
         if fact.phrases():
             facts.append(fact)
     return facts
@@ -183,24 +188,11 @@ def suggest_formats(program: ExtractionProgram, examples: list[Example]) -> dict
     field gets "date:day-first" when most documents print its date day-first, a number field
     "amount:printed" when at least 80% of its values are printed as two-decimal amounts."""
     out: dict[str, str] = {}
-    for path in program.field_descriptions():
-        node = field_schema(program.schema, path)
-        per_doc = [(ex, values_at(ex.gold, path)) for ex in examples]
-        if "number" in types_of(node) and "string" not in types_of(node):
-            amounts = [(ex, v) for ex, vs in per_doc for v in vs if isinstance(v, int | float)]
-            printed = sum(1 for ex, v in amounts if amount_printed(ex.text, v))
-            if amounts and printed >= 0.8 * len(amounts):
-                out[path] = "amount:printed"
-            continue
-        if node.get("format") != "date" and not _looks_iso(per_doc):
-            continue
-        notations: dict[str, int] = {}
-        for ex, values in per_doc:
-            for value in values:
-                if isinstance(value, str) and (found := date_notation(ex.text, value)):
-                    notations[found] = notations.get(found, 0) + 1
-        if name := suggest_date_format(notations):
-            out[path] = name
+    for fact in field_facts(program, examples):
+        if fact.amounts and fact.amounts[1] and fact.amounts[0] >= 0.8 * fact.amounts[1]:
+            out[fact.path] = "amount:printed"
+        elif fact.is_date and (name := suggest_date_format(dict(fact.notations))):
+            out[fact.path] = name
     return out
 
 
