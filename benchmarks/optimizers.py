@@ -50,13 +50,20 @@ def seed_program(dataset: str, schema: dict, max_input_tokens: int) -> Extractio
 
 
 def code_version() -> str:
-    """The commit the result was measured with (optimizers change between sessions)."""
+    """The commit the result was measured with (optimizers change between sessions), "+changes"
+    when ieflow/ had uncommitted edits. Taken once at start: a run lasts hours, the code it runs is
+    the code it imported, whatever is committed meanwhile."""
     try:
-        command = ["git", "rev-parse", "--short", "HEAD"]
-        out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        def git(*args: str) -> str:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+        head, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "ieflow")
     except OSError:
         return "unknown"
-    return out.stdout.strip() or "unknown"
+    return (head or "unknown") + ("+changes" if dirty else "")
+
+
+CODE_VERSION = code_version()
 
 
 def run(
@@ -94,7 +101,7 @@ def run(
             "candidates": len(result.candidates),
             "stop_reason": result.stop_reason,
             "session_wall_s": time.time() - started,
-            "code": code_version(),
+            "code": CODE_VERSION,
         }
         summary_path.write_text(json.dumps(summary, indent=2))
         print(
