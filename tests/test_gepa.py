@@ -152,3 +152,41 @@ def test_reply_cleaning_and_excerpts() -> None:
     assert "13/01/2021" in excerpt(text, "2021-01-13")
     assert "10.50" in excerpt(text, 10.5)
     assert excerpt(text, "nowhere to be found") is None
+
+
+def test_a_grounded_format_is_accepted_on_a_tie_and_a_model_rule_is_not() -> None:
+    from ieflow.optimize.evaluator import ExampleResult
+    from ieflow.optimize.gepa import MinibatchAcceptance
+    from ieflow.optimize.reflection import Proposal
+
+    def results(*scores: float) -> list[ExampleResult]:
+        return [ExampleResult(f"d{i}", s, {}, [], None, None, 0, 0, 0.0, 0.0) for i, s in enumerate(scores)]
+
+    acceptance, program = MinibatchAcceptance(), seed_program()
+    fmt = Proposal("field:date", program, "format", "date:day-first", grounded=True)
+    rule = Proposal("field:date", program, "rule", "Dates are day-first.")
+    assert acceptance.accept(results(0.5, 0.5), results(0.5, 0.5), fmt)
+    assert not acceptance.accept(results(0.5, 0.5), results(0.5, 0.5), rule)
+    assert not acceptance.accept(results(0.5, 0.5), results(0.5, 0.25), fmt)
+    assert acceptance.accept(results(0.5, 0.5), results(0.75, 0.5), rule)
+    assert not MinibatchAcceptance(grounded_ties=False).accept(results(0.5), results(0.5), fmt)
+
+
+def test_one_format_proposal_covers_every_field_printed_the_same_way(tmp_path) -> None:
+    from ieflow.datasets import Example
+    from ieflow.optimize.base import Candidate, OptimizerRun
+
+    date = {"type": ["string", "null"], "format": "date"}
+    schema = {"type": "object", "properties": {"start": date, "end": date, "note": {"type": "string"}}}
+    program = ExtractionProgram.from_schema(schema, model="scripted/lm")
+    docs = [Example(f"d{i}", f"Flight 0{i + 1}/1{i}/2020 to 0{i + 1}/2{i}/2020. Note x{i}",
+                    {"start": f"2020-0{i + 1}-1{i}", "end": f"2020-0{i + 1}-2{i}", "note": f"x{i}"})
+            for i in range(4)]
+    run = OptimizerRun("gepa", program, docs, docs, Budget(), tmp_path)
+    parent = Candidate(0, program, [], "seed", 0, {}, 0.0)
+    gepa = make_gepa(tmp_path)
+    proposal = gepa._propose_format(run, parent, "end")
+    assert proposal is not None and proposal.grounded
+    assert proposal.program.formats == {"end": "date:month-first", "start": "date:month-first"}
+    assert "for end, start" in proposal.summary and "month-first" in proposal.summary
+    assert gepa._propose_format(run, parent, "start") is None  # tried with "end" on this parent

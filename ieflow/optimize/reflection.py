@@ -30,6 +30,7 @@ class Proposal:
     program: ExtractionProgram
     summary: str  # what changed, one line (goes into the history and the lesson log)
     text: str = ""  # the new rule or instruction text, empty for demo changes
+    grounded: bool = False  # computed from the training data (an output format), not model-written
 
 
 @dataclass(frozen=True)
