@@ -48,3 +48,29 @@ def test_the_json_schema_grammar_is_really_applied(tmp_path) -> None:
     value = __import__("json").loads(response.text)
     assert value["mood"] in ("zebra-alpha", "zebra-beta")
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", value["day"])
+
+
+def test_a_prompt_over_the_context_window_fails_once_with_a_clear_error(monkeypatch) -> None:
+    """llama.cpp raises ValueError for a prompt longer than n_ctx; it must reach the caller as a
+    request error (not retried as transient, which made the evaluator give up a whole run)."""
+    import threading
+    from types import SimpleNamespace
+
+    from ieflow.lm import local
+    from ieflow.lm.errors import LMRequestError
+
+    calls = []
+
+    def too_long(**kwargs: object) -> dict:
+        calls.append(kwargs)
+        raise ValueError("Requested tokens (4153) exceed context window of 4096")
+
+    fake = SimpleNamespace(lock=threading.Lock(), llama=SimpleNamespace(create_chat_completion=too_long))
+    monkeypatch.setattr(local, "load_model", lambda alias: fake)
+    client = LMClient(MODEL, cache=False, retry_wait_s=(0.0, 0.0))
+    with pytest.raises(LMRequestError, match="exceed context window") as caught:
+        client.complete([{"role": "user", "content": "a long document"}])
+    assert len(calls) == 1 and "IEFLOW_N_CTX" in str(caught.value)
+    program = ExtractionProgram.from_schema(DATA / "schema.json", model=MODEL)
+    record, trace = program.extract("a long document", client)
+    assert record is None and "exceed context window" in (trace.error or "")

@@ -234,7 +234,19 @@ def run_chat(alias: str, messages: list[dict], optional_params: dict) -> dict:
     if response_format is not None:
         kwargs["response_format"] = response_format
     with model.lock:
-        return model.llama.create_chat_completion(messages=messages, **kwargs)
+        try:
+            return model.llama.create_chat_completion(messages=messages, **kwargs)
+        except ValueError as exc:
+            if "exceed context window" not in str(exc):
+                raise
+            # The same prompt will never fit: a 400 for litellm, so it is not retried as transient
+            # (a 500) and the caller records this document as failed instead of giving up the run.
+            import litellm
+
+            raise litellm.ContextWindowExceededError(
+                message=f"{exc}; shorten the prompt (fewer demos, smaller max_input_tokens) or raise "
+                "IEFLOW_N_CTX", model=f"local/{alias}", llm_provider="local"
+            ) from exc
 
 
 def _fill(model_response: Any, result: dict, model: str) -> Any:
