@@ -17,7 +17,7 @@ from ieflow.datasets import Example
 from ieflow.optimize.base import Candidate, Optimizer, OptimizerRun
 from ieflow.optimize.evaluator import ExampleResult
 from ieflow.optimize.pareto import sample_from_front
-from ieflow.optimize.proposals import FieldFacts, error_summary, field_facts, suggest_formats, tried_texts
+from ieflow.optimize.proposals import FieldFacts, error_summary, field_facts, formats_from_facts, tried_texts
 from ieflow.optimize.reflection import (
     Proposal,
     ProposalCheck,
@@ -339,7 +339,8 @@ class GEPA(Optimizer):
         in the same proposal (flight_from and flight_to: the documents print both month-first), so
         one minibatch sees the whole effect. Tried once per parent and field: no reflection call is
         needed, and no rule could do it, since weak students do not convert dates as told."""
-        suggested = self._suggested_formats(run)
+        facts = self._field_facts(run)
+        suggested = formats_from_facts(facts.values())
         name = suggested.get(path)
         tried = run.state.setdefault("formats_tried", [])
 
@@ -351,15 +352,9 @@ class GEPA(Optimizer):
         paths = [path, *sorted(p for p, n in suggested.items() if n == name and p != path and open_for(p))]
         tried.extend(f"{parent.program.hash}:{p}" for p in paths)
         program = parent.program.replace(formats={**parent.program.formats, **dict.fromkeys(paths, name)})
-        facts = self._field_facts(run)
         why = "; ".join(f"{p}: {facts[p].text().rstrip('.')}" for p in paths if p in facts) or "no facts"
         return Proposal(FIELD_PREFIX + path, program, f"format {name} for {', '.join(paths)} ({why})", name,
                         grounded=True)
-
-    def _suggested_formats(self, run: OptimizerRun) -> dict[str, str]:
-        if "suggested_formats" not in run.state:
-            run.state["suggested_formats"] = suggest_formats(run.seed_program, run.trainset[:40])
-        return run.state["suggested_formats"]
 
     def _field_facts(self, run: OptimizerRun) -> dict[str, FieldFacts]:
         """Value-free facts per field computed from the training data (e.g. "printed day-first

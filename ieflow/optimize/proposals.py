@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -184,11 +185,15 @@ def data_summary(program: ExtractionProgram, examples: list[Example], limit: int
 
 
 def suggest_formats(program: ExtractionProgram, examples: list[Example]) -> dict[str, str]:
-    """Output formats the training data supports, per field path (see ieflow/formats.py): a date
-    field gets "date:day-first" when most documents print its date day-first, a number field
-    "amount:printed" when at least 80% of its values are printed as two-decimal amounts."""
+    """Output formats the training data supports, per field path (see ieflow/formats.py)."""
+    return formats_from_facts(field_facts(program, examples))
+
+
+def formats_from_facts(facts: Iterable[FieldFacts]) -> dict[str, str]:
+    """A date field gets "date:day-first" when most documents print its date day-first, a number
+    field "amount:printed" when at least 80% of its values are printed as two-decimal amounts."""
     out: dict[str, str] = {}
-    for fact in field_facts(program, examples):
+    for fact in facts:
         if fact.amounts and fact.amounts[1] and fact.amounts[0] >= 0.8 * fact.amounts[1]:
             out[fact.path] = "amount:printed"
         elif fact.is_date and (name := suggest_date_format(dict(fact.notations))):
@@ -421,6 +426,7 @@ __all__ = [
     "data_summary",
     "error_summary",
     "field_facts",
+    "formats_from_facts",
     "grounded_instruction_messages",
     "induction_messages",
     "io_pair",
