@@ -92,7 +92,12 @@ def run(
         optimizer = make_optimizer(name, run_dir=out / name, seed=0)
         result = optimizer.compile(program, splits["train"], splits["val"], Budget(max_metric_calls=budget))
         test = score_on(result.best_program, splits["test"], out / "test_evaluations.jsonl")
-        summary.setdefault("optimizers", {})[name] = {
+        earlier = summary.setdefault("optimizers", {}).get(name, {})
+        if earlier.get("metric_calls") == result.usage["metric_calls"] and earlier.get("code"):
+            # A finished run, only re-read: it ran on the code recorded then, not on today's.
+            print(f"[{dataset}] {name}: finished earlier (code {earlier['code']}), test {test['score']:.3f}")
+            continue
+        summary["optimizers"][name] = {
             "test": test,
             "val_seed": result.seed_score,
             "val_best": result.best_score,

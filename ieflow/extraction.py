@@ -13,7 +13,7 @@ import threading
 from collections import Counter
 from typing import Any
 
-from ieflow.formats import convert_record
+from ieflow.formats import convert_record, render_record
 from ieflow.lm import LMClient, LMError, LMUnavailableError, StructuredOutputError
 from ieflow.program import ExtractionProgram, Trace
 from ieflow.schema import kind_of, top_level_fields
@@ -55,18 +55,47 @@ async def arun_extraction(
 ) -> tuple[dict | None, Trace]:
     client = client or default_client(program)
     strategy = program.strategy
-    if count_tokens(text) <= strategy.max_input_tokens:
+    budget = document_budget(program)
+    if count_tokens(text) <= budget:
         return await _extract_once(program, text, client, Trace(strategy="single"))
-    if strategy.kind == "truncate":
-        return await _extract_once(
-            program, head(text, strategy.max_input_tokens), client, Trace(strategy="truncate")
-        )
-    chunks = split_windows(text, strategy.chunk_tokens, strategy.overlap_tokens)
-    if strategy.kind == "select":
-        chosen = select_chunks(program, chunks)
-        joined = "\n...\n".join(chunks[i] for i in chosen)
-        return await _extract_once(program, joined, client, Trace(strategy="select", chunks_used=chosen))
-    return await _map_merge(program, chunks, client)
+    if strategy.kind == "map_merge":
+        chunks = split_windows(text, min(strategy.chunk_tokens, budget), strategy.overlap_tokens)
+        return await _map_merge(program, chunks, client)
+    view, chosen = document_view(program, text, budget)
+    trace = Trace(strategy=strategy.kind, chunks_used=chosen)
+    return await _extract_once(program, view, client, trace)
+
+
+def document_budget(program: ExtractionProgram) -> int:
+    """Tokens left for the document: `max_input_tokens` covers the demos shown before it too, so a
+    program with demos never sends a longer prompt than the same program without them. At least one
+    overlap-sized window is kept, so a program always sees some of the document."""
+    strategy = program.strategy
+    return max(strategy.max_input_tokens - demo_tokens(program), strategy.overlap_tokens + 1)
+
+
+def demo_tokens(program: ExtractionProgram) -> int:
+    """Estimated prompt tokens of the demos: each one's text and its answer as the model is shown it."""
+    total = 0
+    for demo in program.demos:
+        answer = json.dumps(render_record(demo.record, program.formats, demo.text), ensure_ascii=False)
+        total += count_tokens(demo.text) + count_tokens(answer)
+    return total
+
+
+def document_view(program: ExtractionProgram, text: str, budget: int) -> tuple[str, list[int]]:
+    """The part of `text` the program reads within `budget` tokens, and the chunks it took: the whole
+    text when it fits; else the head (`truncate`, also for `map_merge`, which reads every chunk only at
+    extraction time) or the BM25-selected chunks (`select`), windows shrunk to fit a small budget."""
+    strategy = program.strategy
+    if count_tokens(text) <= budget:
+        return text, []
+    if strategy.kind != "select":
+        return head(text, budget), []
+    size = max(min(strategy.chunk_tokens, budget // 2), 1)  # room for the head and one more chunk
+    chunks = split_windows(text, size, min(strategy.overlap_tokens, size // 5))
+    chosen = select_chunks(program, chunks, budget)
+    return "\n...\n".join(chunks[i] for i in chosen), chosen
 
 
 async def _extract_once(
@@ -170,9 +199,10 @@ def split_windows(text: str, chunk_tokens: int, overlap_tokens: int) -> list[str
     return windows
 
 
-def select_chunks(program: ExtractionProgram, chunks: list[str]) -> list[int]:
+def select_chunks(program: ExtractionProgram, chunks: list[str], budget: int | None = None) -> list[int]:
     """BM25 per field (query: field name and description); the union of each field's top-k, in order,
-    trimmed to the token budget. The first chunk is always kept: titles and parties live there."""
+    trimmed to `budget` tokens (default: `max_input_tokens`). The first chunk is always kept: titles and
+    parties live there."""
     import bm25s
     import Stemmer
 
@@ -193,7 +223,7 @@ def select_chunks(program: ExtractionProgram, chunks: list[str]) -> list[int]:
         # A query that matches nothing still gets k chunks back, with score 0: skip those.
         ranked.extend(int(i) for i, score in zip(ids[0], scores[0], strict=True) if score > 0)
     chosen: list[int] = []
-    budget = strategy.max_input_tokens
+    budget = strategy.max_input_tokens if budget is None else budget
     for index in dict.fromkeys(ranked):  # keeps first-seen order: field priority
         cost = count_tokens(chunks[index])
         if cost <= budget:

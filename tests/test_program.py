@@ -8,7 +8,14 @@ import pytest
 from typer.testing import CliRunner
 
 from ieflow.cli import app
-from ieflow.extraction import count_tokens, merge_records, select_chunks, split_windows
+from ieflow.extraction import (
+    count_tokens,
+    demo_tokens,
+    document_budget,
+    merge_records,
+    select_chunks,
+    split_windows,
+)
 from ieflow.program import Demo, ExtractionProgram, LongDocStrategy, grammar_schema
 from ieflow.program_diff import changed_components
 from tests.support.scripted_lm import ScriptedLM
@@ -166,3 +173,47 @@ def test_long_documents_go_through_the_chosen_strategy() -> None:
     assert trace.strategy == "truncate"
     with pytest.raises(ValueError):
         LongDocStrategy(kind="nope")
+
+
+def test_demos_count_against_the_document_budget_so_the_prompt_does_not_grow() -> None:
+    # Found on deepform: two demos on top of a full 2000-token document overflowed the local
+    # model's 4096-token context. The demos now share `max_input_tokens` with the document.
+    seen = []
+
+    def script(messages, params):
+        seen.append(messages)
+        return '{"effective_date": null, "jurisdiction": "Ohio", "party": []}'
+
+    strategy = LongDocStrategy(kind="select", max_input_tokens=900, chunk_tokens=300, overlap_tokens=30)
+    bare = program(strategy=strategy)
+    demo_text = " ".join(f"word{i}" for i in range(300))
+    record = {"effective_date": None, "jurisdiction": "Ohio", "party": ["Acme"]}
+    shown = bare.replace(demos=[Demo("d1", demo_text, record)])
+    assert document_budget(bare) == 900
+    assert document_budget(shown) == 900 - demo_tokens(shown) < 900 - 300
+    for p in (bare, shown):
+        seen.clear()
+        _, trace = p.extract(long_document(), ScriptedLM(script))
+        assert trace.strategy == "select" and len(seen) == 1
+        document_parts = [m["content"] for m in seen[0] if m["role"] != "system"]
+        assert sum(count_tokens(part) for part in document_parts) <= 900 + 3 * len(document_parts)
+    # A document that fits without demos but not beside them is read in part, not sent whole.
+    text = " ".join(f"term{i}." for i in range(400))  # 800 tokens
+    seen.clear()
+    _, trace = shown.extract(text, ScriptedLM(script))
+    assert trace.strategy == "select" and count_tokens(seen[0][-1]["content"]) <= document_budget(shown)
+
+
+def test_a_demo_of_a_long_document_shows_the_chunks_that_answer_the_fields() -> None:
+    from ieflow.datasets import Example
+    from ieflow.optimize.proposals import make_demo
+
+    p = program(strategy=LongDocStrategy(kind="select", max_input_tokens=900, chunk_tokens=300))
+    gold = {"effective_date": None, "jurisdiction": "Ohio", "party": ["Acme Corp", "Beta LLC"]}
+    example = Example(doc_id="nda-1", text=long_document(), gold=gold)
+    demo = make_demo(p, example, max_tokens=120)
+    assert count_tokens(demo.text) <= 120 + 3  # the "..." joins between chunks
+    assert "governed by the laws of the State of Ohio" in demo.text  # deep in the document
+    assert demo.text.startswith("MUTUAL NONDISCLOSURE AGREEMENT")  # the head is always kept
+    short = Example(doc_id="nda-2", text="NDA between A and B, governed by Ohio law.", gold=gold)
+    assert make_demo(p, short, max_tokens=120).text == short.text

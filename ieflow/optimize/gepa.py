@@ -17,7 +17,14 @@ from ieflow.datasets import Example
 from ieflow.optimize.base import Candidate, Optimizer, OptimizerRun
 from ieflow.optimize.evaluator import ExampleResult
 from ieflow.optimize.pareto import sample_from_front
-from ieflow.optimize.proposals import FieldFacts, error_summary, field_facts, formats_from_facts, tried_texts
+from ieflow.optimize.proposals import (
+    FieldFacts,
+    error_summary,
+    field_facts,
+    formats_from_facts,
+    tried_texts,
+    with_demo,
+)
 from ieflow.optimize.reflection import (
     Proposal,
     ProposalCheck,
@@ -26,7 +33,6 @@ from ieflow.optimize.reflection import (
     failure_lines,
     field_rule_messages,
     instruction_messages,
-    with_demo,
     with_rule,
 )
 from ieflow.program import FIELD_PREFIX, INSTRUCTION

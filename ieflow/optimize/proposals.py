@@ -382,15 +382,31 @@ def with_instruction(program: ExtractionProgram, text: str) -> ExtractionProgram
 # -- demos ---------------------------------------------------------------------------------------------
 
 
-def make_demo(example: Example, max_tokens: int) -> Demo:
-    """A worked demo: the document's head (so prompts stay short) and its gold record."""
-    from ieflow.extraction import head
+def make_demo(program: ExtractionProgram, example: Example, max_tokens: int) -> Demo:
+    """A worked demo: the document as `program` reads it, within `max_tokens` (so prompts stay short:
+    for a long document under the `select` strategy, the chunks that answer the fields, not only its
+    head, which may not hold the values the gold record shows), and its gold record."""
+    from ieflow.extraction import document_view
 
-    return Demo(doc_id=example.doc_id, text=head(example.text, max_tokens), record=example.gold)
+    text, _ = document_view(program, example.text, max_tokens)
+    return Demo(doc_id=example.doc_id, text=text, record=example.gold)
 
 
 def with_demos(program: ExtractionProgram, examples: list[Example], max_tokens: int) -> ExtractionProgram:
-    return program.replace(demos=[make_demo(ex, max_tokens) for ex in examples])
+    return program.replace(demos=[make_demo(program, ex, max_tokens) for ex in examples])
+
+
+def with_demo(
+    program: ExtractionProgram, example: Example, max_demos: int, max_tokens: int, slot: int
+) -> ExtractionProgram:
+    """Add `example` as a worked demo (see `make_demo`), replacing demo `slot` when full."""
+    demo = make_demo(program, example, max_tokens)
+    demos = [d for d in program.demos if d.doc_id != example.doc_id]
+    if len(demos) >= max_demos:
+        demos[slot % len(demos)] = demo
+    else:
+        demos.append(demo)
+    return program.replace(demos=demos)
 
 
 def bootstrap(
@@ -437,6 +453,7 @@ __all__ = [
     "tried_texts",
     "values_at",
     "variation_messages",
+    "with_demo",
     "with_demos",
     "with_instruction",
 ]

@@ -16,7 +16,7 @@ from typing import Any
 
 from ieflow.datasets import Example
 from ieflow.optimize.evaluator import ExampleResult
-from ieflow.program import FIELD_PREFIX, INSTRUCTION, Demo, ExtractionProgram
+from ieflow.program import FIELD_PREFIX, INSTRUCTION, ExtractionProgram
 from ieflow.schema import field_schema
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -255,18 +255,3 @@ def with_rule(program: ExtractionProgram, path: str, rule: str, max_words: int =
     if len(_WORD.findall(combined)) > max_words:
         combined = f"{original} {rule}".strip()
     return program.replace(components={key: combined})
-
-
-def with_demo(
-    program: ExtractionProgram, example: Example, max_demos: int, max_tokens: int, slot: int
-) -> ExtractionProgram:
-    """Add `example` as a worked demo (its text trimmed), replacing demo `slot` when full."""
-    from ieflow.extraction import head
-
-    demo = Demo(doc_id=example.doc_id, text=head(example.text, max_tokens), record=example.gold)
-    demos = [d for d in program.demos if d.doc_id != example.doc_id]
-    if len(demos) >= max_demos:
-        demos[slot % len(demos)] = demo
-    else:
-        demos.append(demo)
-    return program.replace(demos=demos)

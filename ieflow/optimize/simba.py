@@ -20,14 +20,13 @@ from ieflow.datasets import Example
 from ieflow.optimize.base import Candidate, Optimizer, OptimizerRun
 from ieflow.optimize.evaluator import ExampleResult
 from ieflow.optimize.gepa import BestParentSelector, MinibatchSampler
-from ieflow.optimize.proposals import mean, propose_text, tried_texts
+from ieflow.optimize.proposals import mean, propose_text, tried_texts, with_demo
 from ieflow.optimize.reflection import (
     Proposal,
     ProposalCheck,
     Rejection,
     failure_lines,
     field_rule_messages,
-    with_demo,
     with_rule,
 )
 from ieflow.program import FIELD_PREFIX, ExtractionProgram
