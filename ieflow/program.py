@@ -37,7 +37,9 @@ class Demo:
 
 @dataclass(frozen=True)
 class LongDocStrategy:
-    """What to do when a document does not fit `max_input_tokens`.
+    """What to do when a document does not fit `max_input_tokens`, the prompt's budget for document
+    text: the demos shown before the document are counted against it too, so adding demos shortens
+    what the program reads of a long document instead of overflowing the model's context.
 
     - `truncate`: keep the head of the document.
     - `map_merge`: extract from every chunk, then merge per field (`merge` is the default rule:
