@@ -83,8 +83,12 @@ def run(
     summary["budget_metric_calls"] = budget
     print(f"[{dataset}] train {len(splits['train'])}, val {len(splits['val'])}, test {len(splits['test'])}")
     started = time.time()
-    summary["baseline"] = score_on(program, splits["test"], out / "test_evaluations.jsonl")
-    summary["baseline"]["wall_s"] = time.time() - started
+    baseline = score_on(program, splits["test"], out / "test_evaluations.jsonl")
+    baseline["wall_s"] = time.time() - started
+    earlier = summary.get("baseline", {})
+    if earlier.get("score") == baseline["score"] and "wall_s" in earlier:
+        baseline["wall_s"] = earlier["wall_s"]  # re-read from the cache: keep the first run's figure
+    summary["baseline"] = baseline
     summary_path.write_text(json.dumps(summary, indent=2))
     print(f"[{dataset}] baseline test score {summary['baseline']['score']:.3f}")
     for name in optimizers:
