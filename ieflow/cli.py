@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from pathlib import Path
 
 import typer
+
+
+class _ShutdownCancelFilter(logging.Filter):
+    """Drops SQLAlchemy's "Exception during reset" traceback for a CancelledError: Prefect cancels
+    its temporary server's pooled SQLite connections when it stops at exit, a harmless race that
+    printed a 20-line traceback after every successful `ieflow demo`. Other pool errors still show."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+# A logger filter does not apply to child loggers: name the pool class Prefect's SQLite engine uses.
+logging.getLogger("sqlalchemy.pool.impl.AsyncAdaptedQueuePool").addFilter(_ShutdownCancelFilter())
 
 app = typer.Typer(
     help="ieflow: documents in, validated records out, with automatically optimized extraction prompts.",
