@@ -61,7 +61,7 @@ async def arun_extraction(
     if strategy.kind == "map_merge":
         chunks = split_windows(text, min(strategy.chunk_tokens, budget), strategy.overlap_tokens)
         return await _map_merge(program, chunks, client)
-    view, chosen = document_view(program, text, budget)
+    view, chosen = _part_within(program, text, budget)
     trace = Trace(strategy=strategy.kind, chunks_used=chosen)
     return await _extract_once(program, view, client, trace)
 
@@ -87,9 +87,14 @@ def document_view(program: ExtractionProgram, text: str, budget: int) -> tuple[s
     """The part of `text` the program reads within `budget` tokens, and the chunks it took: the whole
     text when it fits; else the head (`truncate`, also for `map_merge`, which reads every chunk only at
     extraction time) or the BM25-selected chunks (`select`), windows shrunk to fit a small budget."""
-    strategy = program.strategy
     if count_tokens(text) <= budget:
         return text, []
+    return _part_within(program, text, budget)
+
+
+def _part_within(program: ExtractionProgram, text: str, budget: int) -> tuple[str, list[int]]:
+    # `text` is known not to fit `budget` (the caller counted it once).
+    strategy = program.strategy
     if strategy.kind != "select":
         return head(text, budget), []
     size = max(min(strategy.chunk_tokens, budget // 2), 1)  # room for the head and one more chunk
