@@ -66,6 +66,12 @@ def code_version() -> str:
 CODE_VERSION = code_version()
 
 
+def checkpoint_stop_reason(run_dir: Path) -> str:
+    """Why the run in `run_dir` stopped, as its checkpoint says; empty while unfinished or unstarted."""
+    path = run_dir / "checkpoint.json"
+    return json.loads(path.read_text()).get("stop_reason", "") if path.exists() else ""
+
+
 def run(
     dataset: str, optimizers: list[str], budget: int, sizes: tuple[int, int, int], max_input_tokens: int
 ) -> None:
@@ -93,11 +99,12 @@ def run(
     print(f"[{dataset}] baseline test score {summary['baseline']['score']:.3f}")
     for name in optimizers:
         started = time.time()
+        finished_earlier = bool(checkpoint_stop_reason(out / name))
         optimizer = make_optimizer(name, run_dir=out / name, seed=0)
         result = optimizer.compile(program, splits["train"], splits["val"], Budget(max_metric_calls=budget))
         test = score_on(result.best_program, splits["test"], out / "test_evaluations.jsonl")
         earlier = summary.setdefault("optimizers", {}).get(name, {})
-        if earlier.get("metric_calls") == result.usage["metric_calls"] and earlier.get("code"):
+        if finished_earlier and earlier.get("code"):
             # A finished run, only re-read: it ran on the code recorded then, not on today's.
             print(f"[{dataset}] {name}: finished earlier (code {earlier['code']}), test {test['score']:.3f}")
             continue
