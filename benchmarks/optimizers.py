@@ -135,6 +135,8 @@ def report() -> str:
         "Student `local/qwen2.5-coder-0.5b`, reflection/proposal model `local/qwen2.5-coder-1.5b`,",
         "2 CPU cores.",
         "Test score = mean record score (mean of per-field scores) on held-out test documents.",
+        "Wall time is the recorded run's own: model calls answered from the LM cache take no time, so",
+        "a run re-done over a warm cache shows less than its first run took (see each dataset's notes).",
         "",
     ]
     for summary_path in sorted(OUT.glob("*/summary.json")):
