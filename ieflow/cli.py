@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from pathlib import Path
 
 import typer
@@ -21,6 +22,40 @@ class _ShutdownCancelFilter(logging.Filter):
 
 # A logger filter does not apply to child loggers: name the pool class Prefect's SQLite engine uses.
 logging.getLogger("sqlalchemy.pool.impl.AsyncAdaptedQueuePool").addFilter(_ShutdownCancelFilter())
+
+# Errors in what the user gave (configuration, schema, registry, run folder, parameters): their message
+# says what is wrong and how to fix it, so the command prints it as one `error:` line, no traceback.
+# Named as module:class and matched only when the module is loaded, so `ieflow --help` stays fast.
+USER_ERRORS = (
+    "ieflow.preflight:ConfigError",
+    "ieflow.schema:SchemaError",
+    "ieflow.registry:RegistryError",
+    "ieflow.batch:RunConflictError",
+    "pydantic_core:ValidationError",
+)
+
+
+def is_user_error(exc: BaseException | None) -> bool:
+    for spec in USER_ERRORS:
+        module, name = spec.split(":")
+        loaded = sys.modules.get(module)
+        if loaded is not None and isinstance(exc, getattr(loaded, name)):
+            return True
+    return False
+
+
+class _UserErrorTracebackFilter(logging.Filter):
+    """Keeps Prefect's "Encountered exception during execution" line for a user error but drops its
+    traceback, which points into Prefect's engine and says nothing the message does not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and is_user_error(record.exc_info[1]):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+logging.getLogger("prefect.flow_runs").addFilter(_UserErrorTracebackFilter())
+logging.getLogger("prefect.task_runs").addFilter(_UserErrorTracebackFilter())
 
 app = typer.Typer(
     help="ieflow: documents in, validated records out, with automatically optimized extraction prompts.",
@@ -155,5 +190,16 @@ def _mount_subcommands() -> None:
 _mount_subcommands()
 
 
+def main() -> None:
+    """The `ieflow` entry point: the Typer app, with a user error as one line and exit status 2."""
+    try:
+        app()
+    except Exception as exc:
+        if not is_user_error(exc):
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -217,23 +217,3 @@ def test_a_demo_of_a_long_document_shows_the_chunks_that_answer_the_fields() -> 
     assert demo.text.startswith("MUTUAL NONDISCLOSURE AGREEMENT")  # the head is always kept
     short = Example(doc_id="nda-2", text="NDA between A and B, governed by Ohio law.", gold=gold)
     assert make_demo(p, short, max_tokens=120).text == short.text
-
-
-def test_the_cli_hides_only_the_cancelled_pool_reset_at_server_shutdown() -> None:
-    import asyncio
-    import logging
-    import sys
-
-    import ieflow.cli  # noqa: F401  (installs the filter)
-
-    pool_logger = logging.getLogger("sqlalchemy.pool.impl.AsyncAdaptedQueuePool")
-
-    def record_for(exc: BaseException) -> logging.LogRecord:
-        try:
-            raise exc
-        except BaseException:
-            info = sys.exc_info()
-        return pool_logger.makeRecord(pool_logger.name, logging.ERROR, __file__, 1, "reset", (), info)
-
-    assert not pool_logger.filter(record_for(asyncio.CancelledError()))
-    assert pool_logger.filter(record_for(OSError("disk I/O error")))

@@ -1,0 +1,84 @@
+"""The `ieflow` command's error handling: a user's mistake is one `error:` line and exit status 2;
+harmless shutdown noise is hidden; everything else keeps its traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ieflow import cli
+from ieflow.preflight import ConfigError
+
+SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "sroie.json"
+
+
+def _record(logger: logging.Logger, exc: BaseException) -> logging.LogRecord:
+    try:
+        raise exc
+    except BaseException:
+        info = sys.exc_info()
+    return logger.makeRecord(logger.name, logging.ERROR, __file__, 1, "failed", (), info)
+
+
+def _run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    monkeypatch.setattr(sys, "argv", ["ieflow", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    return exit_info.value.code
+
+
+def test_the_cli_hides_only_the_cancelled_pool_reset_at_server_shutdown() -> None:
+    pool_logger = logging.getLogger("sqlalchemy.pool.impl.AsyncAdaptedQueuePool")
+    assert not pool_logger.filter(_record(pool_logger, asyncio.CancelledError()))
+    assert pool_logger.filter(_record(pool_logger, OSError("disk I/O error")))
+
+
+def test_a_bad_parameter_is_one_error_line_and_exit_status_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = _run_cli(monkeypatch, "extract", str(tmp_path), "--program", str(SCHEMA),
+                    "--output-dir", str(tmp_path / "out"), "--shard-size", "0")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and "shard_size" in err and "Traceback" not in err
+
+
+def test_an_unreachable_endpoint_stops_the_flow_with_one_line_and_no_traceback(tmp_path: Path) -> None:
+    # A real process, as a user runs it: the flow starts under Prefect, its preflight fails.
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "receipt.txt").write_text("TOTAL 12.50\n")
+    env = os.environ | {"OPENAI_API_KEY": "not-used", "PREFECT_HOME": str(tmp_path / "prefect")}
+    done = subprocess.run(
+        [sys.executable, "-m", "ieflow.cli", "extract", str(tmp_path / "docs"), "--program", str(SCHEMA),
+         "--output-dir", str(tmp_path / "out"), "--model", "openai/gpt-4o-mini",
+         "--api-base", "http://127.0.0.1:9/v1"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert "error: endpoint http://127.0.0.1:9/v1 is unreachable" in done.stderr
+    assert "Traceback" not in output and "╭" not in output  # neither Python's nor Typer's traceback
+    assert "Encountered exception during execution: ConfigError" in output  # Prefect's line stays
+
+
+def test_prefect_keeps_the_failure_line_of_a_user_error_but_not_its_traceback() -> None:
+    flow_logger = logging.getLogger("prefect.flow_runs")
+    user = _record(flow_logger, ConfigError("endpoint x is unreachable"))
+    assert flow_logger.filter(user) and user.exc_info is None  # logged, without the engine's frames
+    bug = _record(flow_logger, KeyError("chunks"))
+    assert flow_logger.filter(bug) and bug.exc_info is not None  # a bug keeps its traceback
+
+
+def test_any_other_error_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken() -> None:
+        raise KeyError("chunks")
+
+    monkeypatch.setattr(cli, "app", broken)
+    with pytest.raises(KeyError):
+        cli.main()
