@@ -104,7 +104,16 @@ class RunPlan:
 
 def load_program(source: str, model: str | None = None) -> ExtractionProgram:
     """A program file, or a JSON Schema file (its default program); `model` overrides the model."""
-    data = storage.read_json(source)
+    try:
+        data = storage.read_json(source)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"program not found: {source} (give a program.json from optimize, or a record JSON Schema)"
+        ) from None
+    except json.JSONDecodeError as exc:
+        from ieflow.preflight import ConfigError
+
+        raise ConfigError(f"program {source} is not valid JSON: {exc}") from None
     program = (ExtractionProgram.from_dict(data) if "ieflow_program" in data
                else ExtractionProgram.from_schema(data))
     return program.replace(model=model) if model else program

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -23,8 +24,9 @@ class _ShutdownCancelFilter(logging.Filter):
 # A logger filter does not apply to child loggers: name the pool class Prefect's SQLite engine uses.
 logging.getLogger("sqlalchemy.pool.impl.AsyncAdaptedQueuePool").addFilter(_ShutdownCancelFilter())
 
-# Errors in what the user gave (configuration, schema, registry, run folder, parameters): their message
-# says what is wrong and how to fix it, so the command prints it as one `error:` line, no traceback.
+# Errors in what the user gave (configuration, schema, registry, run folder, parameters, a path that
+# does not exist): the message says what is wrong and how to fix it, so the command prints it as one
+# `error:` line, no traceback.
 # Named as module:class and matched only when the module is loaded, so `ieflow --help` stays fast.
 USER_ERRORS = (
     "ieflow.preflight:ConfigError",
@@ -32,10 +34,14 @@ USER_ERRORS = (
     "ieflow.registry:RegistryError",
     "ieflow.batch:RunConflictError",
     "pydantic_core:ValidationError",
+    "builtins:FileNotFoundError",
 )
 
 
 def is_user_error(exc: BaseException | None) -> bool:
+    """Whether `exc` is the user's to fix; never with IEFLOW_DEBUG=1, which keeps every traceback."""
+    if os.environ.get("IEFLOW_DEBUG", "") not in ("", "0"):
+        return False
     for spec in USER_ERRORS:
         module, name = spec.split(":")
         loaded = sys.modules.get(module)

@@ -82,3 +82,26 @@ def test_any_other_error_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(cli, "app", broken)
     with pytest.raises(KeyError):
         cli.main()
+
+
+def test_a_missing_or_malformed_program_file_names_the_file(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from ieflow.batch import load_program
+
+    with pytest.raises(FileNotFoundError, match=r"program not found: .*nope\.json \(give a program\.json"):
+        load_program(str(tmp_path / "nope.json"))
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ConfigError, match=r"bad\.json is not valid JSON"):
+        load_program(str(tmp_path / "bad.json"))
+    # A path that does not exist is the user's to fix: one line from the command, as for ConfigError.
+    monkeypatch.setattr(cli, "app", lambda: load_program(str(tmp_path / "nope.json")))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 2 and capsys.readouterr().err.startswith("error: program not found")
+
+
+def test_ieflow_debug_keeps_the_traceback_of_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert cli.is_user_error(ConfigError("bad"))
+    monkeypatch.setenv("IEFLOW_DEBUG", "1")
+    assert not cli.is_user_error(ConfigError("bad"))
