@@ -39,6 +39,7 @@ import polars as pl
 
 from ieflow import storage
 from ieflow.extraction import leaked_prompt
+from ieflow.preflight import ConfigError
 from ieflow.program import ExtractionProgram
 from ieflow.schema import kind_of, resolve, top_level_fields, types_of
 from ieflow.validation import RecordValidator, load_expectations
@@ -111,8 +112,6 @@ def load_program(source: str, model: str | None = None) -> ExtractionProgram:
             f"program not found: {source} (give a program.json from optimize, or a record JSON Schema)"
         ) from None
     except json.JSONDecodeError as exc:
-        from ieflow.preflight import ConfigError
-
         raise ConfigError(f"program {source} is not valid JSON: {exc}") from None
     program = (ExtractionProgram.from_dict(data) if "ieflow_program" in data
                else ExtractionProgram.from_schema(data))
