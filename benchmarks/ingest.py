@@ -13,6 +13,7 @@ sampled every 50 ms (the Prefect server, a separate service, is reported on its 
 starts before the clock does; its start-up time is printed separately. Results also go to
 runs/bench-ingest/result.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -132,8 +133,10 @@ def main() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     # The temporary server logs cancelled event flushes as errors when this process exits.
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
-    print(f"{len(files)} PDFs, {sum(os.path.getsize(f) for f in files) / 1e6:.1f} MB; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(
+        f"{len(files)} PDFs, {sum(os.path.getsize(f) for f in files) / 1e6:.1f} MB; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     for path in files:  # warm the OS file cache so neither contender pays the first read
         Path(path).read_bytes()
 
@@ -158,8 +161,10 @@ def main() -> None:
     after = cpu_seconds()
     sampler.stop()
     flow_pages = summary["n_pages"]
-    print(f"flow      : {flow_pages} pages in {flow_s:.1f} s = {flow_pages / flow_s:.1f} pages/s "
-          f"({args.workers} workers; status {summary['status_counts']}, {summary['n_chunks']} chunks)")
+    print(
+        f"flow      : {flow_pages} pages in {flow_s:.1f} s = {flow_pages / flow_s:.1f} pages/s "
+        f"({args.workers} workers; status {summary['status_counts']}, {summary['n_chunks']} chunks)"
+    )
     cpu0 = cpu_seconds()[0]
     pages_2, base_s_2 = baseline(files)
     base_cpu += cpu_seconds()[0] - cpu0
@@ -170,33 +175,51 @@ def main() -> None:
     # CPU seconds per page do not depend on how busy the machine is; with the flow's CPU spread
     # over `workers` cores (what an idle machine gives), its speed-up would be about this.
     idle_estimate = args.workers * (base_cpu / base_pages) / (flow_cpu / flow_pages)
-    print(f"ratio     : {ratio:.2f}x the baseline's pages/s (target >= 1.3x); "
-          f"load average now {os.getloadavg()[0]:.1f}")
-    print(f"CPU/page  : baseline {1000 * base_cpu / base_pages:.0f} ms, flow "
-          f"{1000 * flow_cpu / flow_pages:.0f} ms (workers + flow process + Prefect server) -> "
-          f"{idle_estimate:.2f}x on {args.workers} idle cores")
-    print(f"peak RSS  : {sampler.peak_ours / 2**20:.0f} MiB flow process + parser workers "
-          f"(target < 1024); Prefect server {sampler.peak_other / 2**20:.0f} MiB")
+    print(
+        f"ratio     : {ratio:.2f}x the baseline's pages/s (target >= 1.3x); "
+        f"load average now {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"CPU/page  : baseline {1000 * base_cpu / base_pages:.0f} ms, flow "
+        f"{1000 * flow_cpu / flow_pages:.0f} ms (workers + flow process + Prefect server) -> "
+        f"{idle_estimate:.2f}x on {args.workers} idle cores"
+    )
+    print(
+        f"peak RSS  : {sampler.peak_ours / 2**20:.0f} MiB flow process + parser workers "
+        f"(target < 1024); Prefect server {sampler.peak_other / 2**20:.0f} MiB"
+    )
     _, cached_s = run_flow(source, str(work / "out"), str(work / "cache"), args.workers)
     print(f"re-run    : {cached_s:.1f} s with every document from the task cache")
-    result = {"files": len(files), "baseline_pages_both_runs": base_pages,
-              "baseline_s_both_runs": round(base_s, 2),
-              "flow_pages": flow_pages, "flow_s": round(flow_s, 2), "ratio": round(ratio, 3),
-              "baseline_cpu_ms_per_page": round(1000 * base_cpu / base_pages, 1),
-              "flow_cpu_ms_per_page": round(1000 * flow_cpu / flow_pages, 1),
-              "idle_cores_estimate": round(idle_estimate, 3),
-              "workers": args.workers, "peak_rss_mib": round(sampler.peak_ours / 2**20),
-              "server_rss_mib": round(sampler.peak_other / 2**20), "cached_rerun_s": round(cached_s, 2),
-              "server_start_s": round(server_s, 1), "status_counts": summary["status_counts"],
-              "load_average_1m": round(os.getloadavg()[0], 2)}
+    result = {
+        "files": len(files),
+        "baseline_pages_both_runs": base_pages,
+        "baseline_s_both_runs": round(base_s, 2),
+        "flow_pages": flow_pages,
+        "flow_s": round(flow_s, 2),
+        "ratio": round(ratio, 3),
+        "baseline_cpu_ms_per_page": round(1000 * base_cpu / base_pages, 1),
+        "flow_cpu_ms_per_page": round(1000 * flow_cpu / flow_pages, 1),
+        "idle_cores_estimate": round(idle_estimate, 3),
+        "workers": args.workers,
+        "peak_rss_mib": round(sampler.peak_ours / 2**20),
+        "server_rss_mib": round(sampler.peak_other / 2**20),
+        "cached_rerun_s": round(cached_s, 2),
+        "server_start_s": round(server_s, 1),
+        "status_counts": summary["status_counts"],
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
     if args.plain:
         from ieflow.ingest import run_ingest
 
         plain = run_ingest(source, str(work / "plain"), workers=args.workers, reuse_previous=False)
-        result["plain_s"], result["plain_ratio"] = plain.seconds, round(
-            (plain.n_pages / plain.seconds) / (base_pages / base_s), 3)
-        print(f"plain     : {plain.n_pages} pages in {plain.seconds:.1f} s = "
-              f"{result['plain_ratio']:.2f}x the baseline (no Prefect)")
+        result["plain_s"], result["plain_ratio"] = (
+            plain.seconds,
+            round((plain.n_pages / plain.seconds) / (base_pages / base_s), 3),
+        )
+        print(
+            f"plain     : {plain.n_pages} pages in {plain.seconds:.1f} s = "
+            f"{result['plain_ratio']:.2f}x the baseline (no Prefect)"
+        )
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     for name in ("out", "cache", "plain"):  # ~3x the corpus; the server's small home stays

@@ -29,8 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 KEY_ENV = "IEFLOW_BENCH_KEY"
 MODEL = "openai/bench"
-os.environ.setdefault("IEFLOW_MODEL_PRICES", json.dumps({MODEL: {"input_per_mtok": 0.15,
-                                                                 "output_per_mtok": 0.6}}))
+os.environ.setdefault(
+    "IEFLOW_MODEL_PRICES", json.dumps({MODEL: {"input_per_mtok": 0.15, "output_per_mtok": 0.6}})
+)
 os.environ.setdefault(KEY_ENV, "fake")
 
 
@@ -56,15 +57,17 @@ class Sampler(threading.Thread):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--shard-size", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--parallel-shards", type=int, default=2)
     parser.add_argument("--latency", type=float, default=0.005)
-    parser.add_argument("--out", default=None,
-                        help="a folder for documents and outputs (default: a temp dir)")
+    parser.add_argument(
+        "--out", default=None, help="a folder for documents and outputs (default: a temp dir)"
+    )
     args = parser.parse_args()
 
     import polars as pl
@@ -85,13 +88,23 @@ def main() -> None:
     rss_start = rss_mb()
     done: list[tuple[float, int, float]] = []  # (time, documents, rss) at each finished shard
     with FakeLMServer(latency_s=args.latency, process=True) as server:
-        settings = BatchSettings(output_dir=str(out), shard_size=args.shard_size,
-                                 concurrency=args.concurrency,
-                                 api_base=server.base_url, api_key_env=KEY_ENV, use_lm_cache=False)
+        settings = BatchSettings(
+            output_dir=str(out),
+            shard_size=args.shard_size,
+            concurrency=args.concurrency,
+            api_base=server.base_url,
+            api_key_env=KEY_ENV,
+            use_lm_cache=False,
+        )
         program = load_program(str(ROOT / "schemas" / "sroie.json"), model=MODEL)
         started = time.perf_counter()
-        summary = run_batch(str(documents), program, settings, parallel_shards=args.parallel_shards,
-                            on_shard=lambda s: done.append((time.perf_counter(), s["n_documents"], rss_mb())))
+        summary = run_batch(
+            str(documents),
+            program,
+            settings,
+            parallel_shards=args.parallel_shards,
+            on_shard=lambda s: done.append((time.perf_counter(), s["n_documents"], rss_mb())),
+        )
         wall = time.perf_counter() - started
         requests = server.stats.requests
     sampler.stop.set()
@@ -103,7 +116,7 @@ def main() -> None:
     k = max(1, len(done) // 10)
     first = rate(done[:k], started)
     # The first shard also pays the imports and client warm-up: the steady first window skips it.
-    first_steady = rate(done[1:k + 1], done[0][0]) if len(done) > k + 1 else first
+    first_steady = rate(done[1 : k + 1], done[0][0]) if len(done) > k + 1 else first
     last = rate(done[-k:], done[-k - 1][0] if len(done) > k else started)
 
     def rss_at(fraction: float) -> float:
@@ -112,18 +125,28 @@ def main() -> None:
     records, quarantine = read_outputs(str(out))
     ids = pl.concat([records.select("doc_id"), quarantine.select("doc_id")])["doc_id"]
     report = {
-        "documents": args.docs, "shards": len(done), "shard_size": args.shard_size,
-        "concurrency": args.concurrency, "latency_s": args.latency, "wall_s": round(wall, 1),
-        "docs_per_s": round(args.docs / wall, 1), "model_requests": requests,
-        "rss_start_mb": round(rss_start), "peak_rss_mb": round(sampler.peak),
+        "documents": args.docs,
+        "shards": len(done),
+        "shard_size": args.shard_size,
+        "concurrency": args.concurrency,
+        "latency_s": args.latency,
+        "wall_s": round(wall, 1),
+        "docs_per_s": round(args.docs / wall, 1),
+        "model_requests": requests,
+        "rss_start_mb": round(rss_start),
+        "peak_rss_mb": round(sampler.peak),
         "rss_at_10_50_90_pct_mb": [round(rss_at(f)) for f in (0.1, 0.5, 0.9)],
         "rss_growth_10_to_90": round(rss_at(0.9) / rss_at(0.1), 3),
-        "first_10pct_docs_per_s": round(first, 1), "last_10pct_docs_per_s": round(last, 1),
+        "first_10pct_docs_per_s": round(first, 1),
+        "last_10pct_docs_per_s": round(last, 1),
         "throughput_last_over_first": round(last / first, 3),
         "first_10pct_after_warmup_docs_per_s": round(first_steady, 1),
         "throughput_last_over_first_after_warmup": round(last / first_steady, 3),
-        "rows": len(ids), "unique_doc_ids": ids.n_unique(), "records": len(records),
-        "quarantined": len(quarantine), "status": summary["status"],
+        "rows": len(ids),
+        "unique_doc_ids": ids.n_unique(),
+        "records": len(records),
+        "quarantined": len(quarantine),
+        "status": summary["status"],
     }
     print(json.dumps(report, indent=2))
 

@@ -54,6 +54,7 @@ def code_version() -> str:
     when ieflow/ had uncommitted edits. Taken once at start: a run lasts hours, the code it runs is
     the code it imported, whatever is committed meanwhile."""
     try:
+
         def git(*args: str) -> str:
             return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 

@@ -27,25 +27,37 @@ from tasks.extract import extract_shard, finish_extract, plan_extract, summary_t
 
 
 class ExtractParams(BaseModel):
-    documents: str = Field(description="documents.parquet (from ingest), a folder holding one, or a folder, "
-                                       "glob or fsspec URL of raw documents to ingest first.")
-    program: str = Field(description="program.json (from optimize), or a record JSON Schema for the "
-                                     "default program.")
+    documents: str = Field(
+        description="documents.parquet (from ingest), a folder holding one, or a folder, "
+        "glob or fsspec URL of raw documents to ingest first."
+    )
+    program: str = Field(
+        description="program.json (from optimize), or a record JSON Schema for the default program."
+    )
     output_dir: str = Field(description="Folder or fsspec URL for the records and quarantine datasets.")
     shard_size: int = Field(500, ge=1, description="Documents per shard (one Prefect task each).")
     concurrency: int = Field(32, ge=1, description="Model calls in flight per process.")
-    parallel_shards: int = Field(2, ge=1, description="Shards running at once per process: while one "
-                                                      "validates and writes, the others keep the model busy.")
+    parallel_shards: int = Field(
+        2,
+        ge=1,
+        description="Shards running at once per process: while one "
+        "validates and writes, the others keep the model busy.",
+    )
     model: str | None = Field(None, description="Override the program's model (litellm name).")
     api_base: str | None = Field(None, description="Base URL of an OpenAI-compatible server.")
-    api_key_env: str | None = Field(None, description="Name of the environment variable that holds the "
-                                                      "API key (the key itself is never a parameter).")
-    api_key_secret: str | None = Field(None, description="Name of a Prefect Secret block that holds the "
-                                                         "API key (instead of api_key_env).")
+    api_key_env: str | None = Field(
+        None,
+        description="Name of the environment variable that holds the "
+        "API key (the key itself is never a parameter).",
+    )
+    api_key_secret: str | None = Field(
+        None, description="Name of a Prefect Secret block that holds the API key (instead of api_key_env)."
+    )
     expectations: str | None = Field(None, description="JSON file of extra great-expectations expectations.")
     use_lm_cache: bool = Field(True, description="Reuse and store answers in ieflow's LM response cache.")
-    task_runner: Literal["thread", "dask"] = Field("thread", description="'dask' runs shards on a Dask "
-                                                   "cluster (local processes by default).")
+    task_runner: Literal["thread", "dask"] = Field(
+        "thread", description="'dask' runs shards on a Dask cluster (local processes by default)."
+    )
     dask_address: str | None = Field(None, description="Scheduler of an existing Dask cluster.")
     dask_workers: int = Field(2, ge=1, description="Worker processes of the local Dask cluster.")
     shard_retries: int = Field(2, ge=0, description="Task retries of a shard (they redo only what failed).")
@@ -53,11 +65,16 @@ class ExtractParams(BaseModel):
     data_docs: bool = Field(True, description="Render great-expectations Data Docs into output_dir.")
 
     def settings(self) -> BatchSettings:
-        return BatchSettings(output_dir=self.output_dir, shard_size=self.shard_size,
-                             concurrency=self.concurrency, api_base=self.api_base,
-                             api_key_env=self.api_key_env, api_key_secret=self.api_key_secret,
-                             expectations=self.expectations,
-                             use_lm_cache=self.use_lm_cache)
+        return BatchSettings(
+            output_dir=self.output_dir,
+            shard_size=self.shard_size,
+            concurrency=self.concurrency,
+            api_base=self.api_base,
+            api_key_env=self.api_key_env,
+            api_key_secret=self.api_key_secret,
+            expectations=self.expectations,
+            use_lm_cache=self.use_lm_cache,
+        )
 
     def runner(self) -> Any:
         if self.task_runner == "thread":
@@ -74,10 +91,15 @@ class ExtractParams(BaseModel):
 
         with get_client(sync_client=True) as client:
             api_url = str(client.api_url)
-        return DaskTaskRunner(cluster_kwargs={"n_workers": self.dask_workers, "processes": True,
-                                              "threads_per_worker": self.parallel_shards,
-                                              "dashboard_address": None,
-                                              "env": {"PREFECT_API_URL": api_url}})
+        return DaskTaskRunner(
+            cluster_kwargs={
+                "n_workers": self.dask_workers,
+                "processes": True,
+                "threads_per_worker": self.parallel_shards,
+                "dashboard_address": None,
+                "env": {"PREFECT_API_URL": api_url},
+            }
+        )
 
 
 @flow(name="extract")
@@ -93,29 +115,65 @@ def extract(params: ExtractParams) -> dict[str, Any]:
     program_json = json.dumps(program.to_dict())  # text: see tasks/extract.py
     plan = plan_extract(documents, program_json, settings)
     pending = [s for s in plan.shards if not shard_done(plan.output_dir, s.shard_id)]
-    logger.info("run %s: %d documents in %d shards, %d to do (program %s, model %s)", plan.run_id,
-                plan.n_documents, len(plan.shards), len(pending), program.hash, program.model)
+    logger.info(
+        "run %s: %d documents in %d shards, %d to do (program %s, model %s)",
+        plan.run_id,
+        plan.n_documents,
+        len(plan.shards),
+        len(pending),
+        program.hash,
+        program.model,
+    )
     shards_flow = extract_shards.with_options(task_runner=params.runner())
-    failed = shards_flow(documents, program_json, settings, [s.shard_id for s in pending],
-                         params.shard_retries, params.retry_delay_s)
+    failed = shards_flow(
+        documents,
+        program_json,
+        settings,
+        [s.shard_id for s in pending],
+        params.shard_retries,
+        params.retry_delay_s,
+    )
     n_processed = sum(len(s.doc_ids) for s in pending if s.shard_id not in failed)
-    summary = finish_extract(plan, program_json, settings, time.perf_counter() - started, failed,
-                             n_processed, data_docs=params.data_docs)
-    create_table_artifact(table=summary_table(summary), key="extract-summary",
-                          description=f"Run {plan.run_id}: {summary['n_records']} records, "
-                                      f"{summary['n_quarantined']} quarantined, {summary['status']}")
-    logger.info("extract %s: %d records, %d quarantined %s, %.1f s", summary["status"],
-                summary["n_records"], summary["n_quarantined"], summary["quarantined_by_reason"],
-                summary["wall_s"])
+    summary = finish_extract(
+        plan,
+        program_json,
+        settings,
+        time.perf_counter() - started,
+        failed,
+        n_processed,
+        data_docs=params.data_docs,
+    )
+    create_table_artifact(
+        table=summary_table(summary),
+        key="extract-summary",
+        description=f"Run {plan.run_id}: {summary['n_records']} records, "
+        f"{summary['n_quarantined']} quarantined, {summary['status']}",
+    )
+    logger.info(
+        "extract %s: %d records, %d quarantined %s, %.1f s",
+        summary["status"],
+        summary["n_records"],
+        summary["n_quarantined"],
+        summary["quarantined_by_reason"],
+        summary["wall_s"],
+    )
     if failed:
-        raise RuntimeError(f"{len(failed)} shards failed ({next(iter(failed.values()))}); start the "
-                           "same run again to finish them: done work is kept")
+        raise RuntimeError(
+            f"{len(failed)} shards failed ({next(iter(failed.values()))}); start the "
+            "same run again to finish them: done work is kept"
+        )
     return summary
 
 
 @flow(name="extract-shards")
-def extract_shards(documents: str, program: str, settings: BatchSettings, shard_ids: list[str],
-                   retries: int = 2, retry_delay_s: float = 10.0) -> dict[str, str]:
+def extract_shards(
+    documents: str,
+    program: str,
+    settings: BatchSettings,
+    shard_ids: list[str],
+    retries: int = 2,
+    retry_delay_s: float = 10.0,
+) -> dict[str, str]:
     """Run the given shards on this flow's task runner; returns {shard_id: error} of failed ones.
 
     A subflow so that the task runner can be chosen by a parameter of `extract`. It re-plans (the
@@ -126,8 +184,11 @@ def extract_shards(documents: str, program: str, settings: BatchSettings, shard_
     wanted = set(shard_ids)
     shards = [s for s in plan.shards if s.shard_id in wanted]
     total, done = len(plan.shards), len(plan.shards) - len(shards)
-    progress = create_progress_artifact(progress=100.0 * done / max(total, 1), key="extract-progress",
-                                        description=f"Shards done, run {plan.run_id}")
+    progress = create_progress_artifact(
+        progress=100.0 * done / max(total, 1),
+        key="extract-progress",
+        description=f"Shards done, run {plan.run_id}",
+    )
     task = extract_shard.with_options(retries=retries, retry_delay_seconds=retry_delay_s)
     futures = task.map(unmapped(documents), shards, unmapped(program), unmapped(settings))
     names = {future.task_run_id: shard.shard_id for future, shard in zip(futures, shards, strict=True)}
@@ -135,8 +196,13 @@ def extract_shards(documents: str, program: str, settings: BatchSettings, shard_
     for future in as_completed(list(futures)):
         try:
             stats = future.result()
-            logger.info("shard %s: %d records, %d quarantined, %.1f s", stats["shard_id"],
-                        stats["n_records"], stats["n_quarantined"], stats.get("seconds", 0.0))
+            logger.info(
+                "shard %s: %d records, %d quarantined, %.1f s",
+                stats["shard_id"],
+                stats["n_records"],
+                stats["n_quarantined"],
+                stats.get("seconds", 0.0),
+            )
         except Exception as exc:  # keep going: the other shards' work is worth keeping
             failed[names[future.task_run_id]] = f"{type(exc).__name__}: {exc}"
             logger.error("shard %s failed: %s", names[future.task_run_id], exc)

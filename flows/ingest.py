@@ -35,24 +35,31 @@ from tasks.ingest import TransientParseError, discover_files, parse_document, wr
 class IngestParams(BaseModel):
     source: str = Field(description="Folder, glob or fsspec URL of the documents (file://, s3://, …).")
     out: str = Field(description="Folder or fsspec URL for documents.parquet and chunks.parquet.")
-    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=0,
-                         description="Parser processes (0: parse in the flow's own process).")
+    workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=0,
+        description="Parser processes (0: parse in the flow's own process).",
+    )
     max_pages: int = Field(DEFAULT_MAX_PAGES, ge=1, description="Longer PDFs/TIFFs become error rows.")
     ocr: bool = Field(True, description="OCR images and PDF pages without a text layer (Tesseract).")
     ocr_lang: str = Field("eng", description="Tesseract language(s), e.g. 'eng+deu'.")
     target_tokens: int = Field(512, ge=16, description="Chunk size target (estimated tokens).")
     overlap_tokens: int = Field(64, ge=0, description="Tokens repeated between neighbouring chunks.")
     file_timeout_s: float = Field(600.0, ge=0, description="Per-file parse time limit (0: none).")
-    pdf_password: SecretStr | None = Field(None, description="Password for encrypted PDFs (runs "
-                                           "started here; stored parameters are masked).")
-    pdf_password_secret: str | None = Field(None, description="Name of a Prefect Secret block "
-                                            "holding the PDF password (for deployments).")
+    pdf_password: SecretStr | None = Field(
+        None, description="Password for encrypted PDFs (runs started here; stored parameters are masked)."
+    )
+    pdf_password_secret: str | None = Field(
+        None, description="Name of a Prefect Secret block holding the PDF password (for deployments)."
+    )
     storage_options: dict[str, Any] = Field(
         default_factory=dict,
         description="fsspec options for a remote source (credentials are better left to the "
-                    "environment or fsspec config, which work with no options here).")
-    cache_dir: str | None = Field(None, description="Local folder for cached parse results "
-                                  "(default: Prefect's result storage).")
+        "environment or fsspec config, which work with no options here).",
+    )
+    cache_dir: str | None = Field(
+        None, description="Local folder for cached parse results (default: Prefect's result storage)."
+    )
 
     @model_validator(mode="after")
     def _overlap_below_target(self) -> IngestParams:
@@ -66,9 +73,15 @@ class IngestParams(BaseModel):
             from ieflow.secrets import secret_value
 
             password = secret_value(self.pdf_password_secret)
-        return IngestOptions(max_pages=self.max_pages, ocr=self.ocr, ocr_lang=self.ocr_lang,
-                             target_tokens=self.target_tokens, overlap_tokens=self.overlap_tokens,
-                             file_timeout_s=self.file_timeout_s, password=password)
+        return IngestOptions(
+            max_pages=self.max_pages,
+            ocr=self.ocr,
+            ocr_lang=self.ocr_lang,
+            target_tokens=self.target_tokens,
+            overlap_tokens=self.overlap_tokens,
+            file_timeout_s=self.file_timeout_s,
+            password=password,
+        )
 
 
 # Task threads only wait on the parser processes, so there can be more of them than cores; they
@@ -90,11 +103,16 @@ def ingest(params: IngestParams) -> dict[str, Any]:
         # Biggest first: a large file started last would leave the other workers idle at the end.
         shas = sorted(groups, key=lambda sha: -(groups[sha][0].size or 0))
         uris = [groups[sha][0].uri for sha in shas]
-        logger.info("%d files, %d distinct documents, %d unreadable", len(refs), len(groups),
-                    len(unreadable))
-        futures = parse.map(uris, shas, fingerprint=unmapped(fingerprint), options=unmapped(options),
-                            pool=unmapped(pool), storage_options=unmapped(storage_options),
-                            run_token=unmapped(run_token))
+        logger.info("%d files, %d distinct documents, %d unreadable", len(refs), len(groups), len(unreadable))
+        futures = parse.map(
+            uris,
+            shas,
+            fingerprint=unmapped(fingerprint),
+            options=unmapped(options),
+            pool=unmapped(pool),
+            storage_options=unmapped(storage_options),
+            run_token=unmapped(run_token),
+        )
         results = {}
         for sha, uri, future in zip(shas, uris, futures, strict=True):
             try:
@@ -102,18 +120,34 @@ def ingest(params: IngestParams) -> dict[str, Any]:
             except TransientParseError as exc:
                 results[sha] = {**error_result(uri, str(exc), options), "run_token": run_token}
             except Exception as exc:  # a Prefect-level failure (e.g. result storage): one row
-                results[sha] = {**error_result(uri, f"ingest task failed: {exc}", options),
-                                "run_token": run_token}
+                results[sha] = {
+                    **error_result(uri, f"ingest task failed: {exc}", options),
+                    "run_token": run_token,
+                }
     fresh = {sha for sha, result in results.items() if result.get("run_token") == run_token}
     documents, chunks = assemble(groups, results, unreadable)
     outputs = write_ingest_tables(documents, chunks, params.out)
-    summary = summarize(len(refs), documents, chunks,
-                        {groups[sha][0].uri: results[sha]["seconds"] for sha in fresh},
-                        len(fresh), time.perf_counter() - started, outputs)
-    create_markdown_artifact(markdown=summary_markdown(summary), key="ingest-summary",
-                             description=f"{summary.n_files} files: {summary.status_counts}")
-    logger.info("ingest done: %s (%d parsed now, %d from cache) -> %s", summary.status_counts,
-                len(fresh), len(results) - len(fresh), params.out)
+    summary = summarize(
+        len(refs),
+        documents,
+        chunks,
+        {groups[sha][0].uri: results[sha]["seconds"] for sha in fresh},
+        len(fresh),
+        time.perf_counter() - started,
+        outputs,
+    )
+    create_markdown_artifact(
+        markdown=summary_markdown(summary),
+        key="ingest-summary",
+        description=f"{summary.n_files} files: {summary.status_counts}",
+    )
+    logger.info(
+        "ingest done: %s (%d parsed now, %d from cache) -> %s",
+        summary.status_counts,
+        len(fresh),
+        len(results) - len(fresh),
+        params.out,
+    )
     return summary.to_dict()
 
 

@@ -147,12 +147,20 @@ def review(name: str, params: NightlyParams) -> dict[str, Any]:
         return _finish(registry, name, params, state, decision, champion.version)
 
     if not (Path(dataset) / "labels.jsonl").is_file():
-        raise ValueError(f"{name}: {dataset} has no labels.jsonl (a labelled folder holds schema.json, "
-                         "labels.jsonl and documents/)")  # fmt: skip
+        raise ValueError(
+            f"{name}: {dataset} has no labels.jsonl (a labelled folder holds schema.json, "
+            "labels.jsonl and documents/)"
+        )
     snapshot = find_labels(dataset)
     fresh = new_labels(snapshot, state.get("labels_seen", {}))
-    logger.info("%s: champion v%d (%s), %d labels, %d new", name, champion.version, champion.hash,
-                len(snapshot), len(fresh))  # fmt: skip
+    logger.info(
+        "%s: champion v%d (%s), %d labels, %d new",
+        name,
+        champion.version,
+        champion.hash,
+        len(snapshot),
+        len(fresh),
+    )
     if len(fresh) < params.min_new_labels and not params.force:
         decision = skipped(
             f"{len(fresh)} new labelled documents since the last optimization, "
@@ -168,19 +176,31 @@ def review(name: str, params: NightlyParams) -> dict[str, Any]:
     splits_path = params.splits_paths.get(name)
     opt_state = optimize(
         OptimizeParams(
-            dataset=dataset, splits_path=splits_path, program=str(champion_path),
-            optimizer=params.optimizer, max_metric_calls=params.max_metric_calls,
-            max_wall_minutes=params.max_wall_minutes, reflection_model=params.reflection_model,
-            max_val=params.max_val, max_test=params.max_test, output_dir=str(run_dir), seed=params.seed,
+            dataset=dataset,
+            splits_path=splits_path,
+            program=str(champion_path),
+            optimizer=params.optimizer,
+            max_metric_calls=params.max_metric_calls,
+            max_wall_minutes=params.max_wall_minutes,
+            reflection_model=params.reflection_model,
+            max_val=params.max_val,
+            max_test=params.max_test,
+            output_dir=str(run_dir),
+            seed=params.seed,
         ),
         return_state=True,
-    )  # fmt: skip
+    )
     summary = opt_state.result()  # raises if the optimization failed: the review fails with it
     challenger = ExtractionProgram.load(summary["program"])
     cards = holdout_scorecards(
-        champion.load_program(), challenger, dataset, splits_path, params.seed, params.max_test,
+        champion.load_program(),
+        challenger,
+        dataset,
+        splits_path,
+        params.seed,
+        params.max_test,
         str(run_dir / "test_evaluations.jsonl"),
-    )  # fmt: skip
+    )
     champ_card, chall_card = Scorecard(**cards["champion"]), Scorecard(**cards["challenger"])
     decision = decide(champ_card, chall_card, params.policy())
     logger.info("%s: %s (%s)", name, decision.code, decision.reason)
@@ -188,16 +208,32 @@ def review(name: str, params: NightlyParams) -> dict[str, Any]:
     challenger_version = None
     if challenger.hash != champion.hash:
         entry = registry.register(
-            name, challenger, dataset=dataset, promote=False, note=decision.reason,
-            scores={"holdout": chall_card.score, "per_field": chall_card.per_field, "n": chall_card.n,
-                    "champion_holdout": champ_card.score, "val": challenger.metadata.get("val_score")},
+            name,
+            challenger,
+            dataset=dataset,
+            promote=False,
+            note=decision.reason,
+            scores={
+                "holdout": chall_card.score,
+                "per_field": chall_card.per_field,
+                "n": chall_card.n,
+                "champion_holdout": champ_card.score,
+                "val": challenger.metadata.get("val_score"),
+            },
             cost={"tokens_per_doc": chall_card.tokens_per_doc, "usd_per_doc": chall_card.usd_per_doc},
-            lineage={"parent_version": champion.version, "parent_hash": champion.hash,
-                     "optimizer": params.optimizer, "new_labels": len(fresh),
-                     "steps": challenger.metadata.get("lineage", [])},
-            source_run={**_this_run(), "optimize_flow_run_id": str(opt_state.state_details.flow_run_id),
-                        "run_dir": str(run_dir)},
-        )  # fmt: skip
+            lineage={
+                "parent_version": champion.version,
+                "parent_hash": champion.hash,
+                "optimizer": params.optimizer,
+                "new_labels": len(fresh),
+                "steps": challenger.metadata.get("lineage", []),
+            },
+            source_run={
+                **_this_run(),
+                "optimize_flow_run_id": str(opt_state.state_details.flow_run_id),
+                "run_dir": str(run_dir),
+            },
+        )
         challenger_version = entry.version
         if decision.promote:
             registry.promote(name, entry.version, reason=decision.reason, by="nightly")
@@ -207,8 +243,19 @@ def review(name: str, params: NightlyParams) -> dict[str, Any]:
     if opt_url:
         links = {"optimization run (report, lineage, progress)": f"[{opt_url}]({opt_url})", **links}
     plot = embedded_png(run_dir / "pareto.png", "quality vs serving cost of every candidate")
-    return _finish(registry, name, params, state, decision, champion.version, challenger_version,
-                   new=len(fresh), cards=(champ_card, chall_card), links=links, plot=plot)  # fmt: skip
+    return _finish(
+        registry,
+        name,
+        params,
+        state,
+        decision,
+        champion.version,
+        challenger_version,
+        new=len(fresh),
+        cards=(champ_card, chall_card),
+        links=links,
+        plot=plot,
+    )
 
 
 @task(name="find-labels", cache_policy=NO_CACHE)
@@ -219,9 +266,14 @@ def find_labels(dataset: str) -> dict[str, str]:
 
 @task(name="holdout-scorecards", cache_policy=NO_CACHE, retries=1)
 def holdout_scorecards(
-    champion: ExtractionProgram, challenger: ExtractionProgram, dataset: str, splits_path: str | None,
-    seed: int, max_test: int | None, ledger: str,
-) -> dict[str, dict[str, Any]]:  # fmt: skip
+    champion: ExtractionProgram,
+    challenger: ExtractionProgram,
+    dataset: str,
+    splits_path: str | None,
+    seed: int,
+    max_test: int | None,
+    ledger: str,
+) -> dict[str, dict[str, Any]]:
     """Both programs on the same held-out (test) documents. The optimize flow scored both there
     already, into the same ledger, so this normally reads results back without a model call."""
     _, splits = load_split_examples(dataset, splits_path=splits_path, seed=seed, limits={"test": max_test})
@@ -235,28 +287,49 @@ def holdout_scorecards(
 
 
 def _finish(
-    registry: Registry, name: str, params: NightlyParams, state: dict[str, Any], decision: Decision,
-    champion_version: int, challenger_version: int | None = None, *, new: int = 0,
-    cards: tuple[Scorecard, Scorecard] | None = None, links: dict[str, str] | None = None,
+    registry: Registry,
+    name: str,
+    params: NightlyParams,
+    state: dict[str, Any],
+    decision: Decision,
+    champion_version: int,
+    challenger_version: int | None = None,
+    *,
+    new: int = 0,
+    cards: tuple[Scorecard, Scorecard] | None = None,
+    links: dict[str, str] | None = None,
     plot: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Record the decision in nightly.json, publish the markdown artifact, return the outcome."""
     champ_card, chall_card = cards or (None, None)
     outcome = {
-        "at": now(), **_this_run(), "decision": decision.code, "promoted": decision.promote,
-        "reason": decision.reason, "headline": decision.headline(), "champion_before": champion_version,
+        "at": now(),
+        **_this_run(),
+        "decision": decision.code,
+        "promoted": decision.promote,
+        "reason": decision.reason,
+        "headline": decision.headline(),
+        "champion_before": champion_version,
         "champion_after": registry.champion_state(name).get("champion"),
-        "challenger": challenger_version, "new_labels": new,
+        "challenger": challenger_version,
+        "new_labels": new,
         "champion_score": champ_card.score if champ_card else None,
         "challenger_score": chall_card.score if chall_card else None,
-    }  # fmt: skip
+    }
     runs = [*state.get("runs", []), outcome][-MAX_RUNS_KEPT:]
     registry.write_state(name, "nightly", {**state, "runs": runs, "last_run": outcome["at"]})
     markdown = decision_markdown(
-        name, decision, champ_card, chall_card, champion_version=champion_version,
-        challenger_version=challenger_version, new_label_count=new, policy=params.policy(), links=links,
+        name,
+        decision,
+        champ_card,
+        chall_card,
+        champion_version=champion_version,
+        challenger_version=challenger_version,
+        new_label_count=new,
+        policy=params.policy(),
+        links=links,
         plot=plot,
-    )  # fmt: skip
+    )
     verdict = f"promoted v{challenger_version}" if decision.promote else f"kept v{champion_version}"
     description = f"{verdict}: {decision.headline()}"
     create_markdown_artifact(markdown, key=f"nightly-{_slug(name)}", description=description)
@@ -266,10 +339,18 @@ def _finish(
 def _run_key(champion_hash: str, data_fp: str, params: NightlyParams) -> str:
     """Folder name of an optimization: same champion, data and settings -> same folder -> its
     checkpoint and ledgers are reused instead of spending the budget again."""
-    settings = params.model_dump(include={
-        "optimizer", "max_metric_calls", "max_wall_minutes", "reflection_model", "max_val", "max_test",
-        "seed", "splits_paths",
-    })  # fmt: skip
+    settings = params.model_dump(
+        include={
+            "optimizer",
+            "max_metric_calls",
+            "max_wall_minutes",
+            "reflection_model",
+            "max_val",
+            "max_test",
+            "seed",
+            "splits_paths",
+        }
+    )
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     return f"{champion_hash[:10]}-{data_fp[:10]}-{digest}"
 
@@ -321,5 +402,10 @@ def _summary_row(name: str, outcome: dict[str, Any]) -> dict[str, Any]:
 if __name__ == "__main__":
     import sys
 
-    print(json.dumps(nightly(NightlyParams.model_validate_json(sys.argv[1] if len(sys.argv) > 1 else "{}")),
-                     indent=2, default=str))  # fmt: skip
+    print(
+        json.dumps(
+            nightly(NightlyParams.model_validate_json(sys.argv[1] if len(sys.argv) > 1 else "{}")),
+            indent=2,
+            default=str,
+        )
+    )

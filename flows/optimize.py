@@ -79,8 +79,9 @@ def model_clients(params: OptimizeParams) -> tuple[LMClient | None, str | LMClie
     same_provider = params.reflection_model.split("/")[0] == params.student_model.split("/")[0]
     if not same_provider:
         return student, params.reflection_model
-    reflection = LMClient(params.reflection_model, params={"max_tokens": 200}, api_base=params.api_base,
-                          api_key=key)
+    reflection = LMClient(
+        params.reflection_model, params={"max_tokens": 200}, api_base=params.api_base, api_key=key
+    )
     return student, reflection
 
 
@@ -90,8 +91,14 @@ def optimize(params: OptimizeParams = OptimizeParams()) -> dict:
     out = Path(params.output_dir)
     # Bad schema, labels, model names or missing keys fail here in one line, before any work.
     dataset = Path(params.dataset)
-    preflight(params.student_model, params.api_base, params.api_key_env, dataset / "schema.json",
-              dataset / "labels.jsonl", api_key_secret=params.api_key_secret)
+    preflight(
+        params.student_model,
+        params.api_base,
+        params.api_key_env,
+        dataset / "schema.json",
+        dataset / "labels.jsonl",
+        api_key_secret=params.api_key_secret,
+    )
     preflight(params.reflection_model)
     student, reflection = model_clients(params)
     schema, splits = load_split_examples(
@@ -110,7 +117,11 @@ def optimize(params: OptimizeParams = OptimizeParams()) -> dict:
         )
     ledger = str(out / "test_evaluations.jsonl")
     baseline_val = score_program(
-        seed_program, splits["val"], str(out / "val_evaluations.jsonl"), "baseline", len(splits["val"]),
+        seed_program,
+        splits["val"],
+        str(out / "val_evaluations.jsonl"),
+        "baseline",
+        len(splits["val"]),
         student,
     )
     baseline_test = score_program(

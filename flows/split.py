@@ -58,18 +58,28 @@ class SplitParams(BaseModel):
 def split(params: SplitParams) -> dict[str, Any]:
     """Assign labelled documents to train/val/test and write splits.parquet; returns the summary."""
     output = params.output_path
-    inputs = load_split_inputs(params.labels_path, params.schema_path, params.documents_path,
-                               output if params.keep_previous else None, params.stratify_by)  # fmt: skip
+    inputs = load_split_inputs(
+        params.labels_path,
+        params.schema_path,
+        params.documents_path,
+        output if params.keep_previous else None,
+        params.stratify_by,
+    )
     planned = compute_splits(
-        inputs, seed=params.seed, ratios=params.ratios, stratify_by=params.stratify_by,
-        respect_existing=params.respect_existing, keep_previous=params.keep_previous,
-    )  # fmt: skip
+        inputs,
+        seed=params.seed,
+        ratios=params.ratios,
+        stratify_by=params.stratify_by,
+        respect_existing=params.respect_existing,
+        keep_previous=params.keep_previous,
+    )
     write_splits(planned["rows"], output)
     summary = planned["summary"]
     create_markdown_artifact(
-        markdown=summary_markdown(summary, output), key="split-summary",
+        markdown=summary_markdown(summary, output),
+        key="split-summary",
         description=f"{summary['n_assigned']} documents: {summary['splits']}",
-    )  # fmt: skip
+    )
     print(f"splits written to {output}: {summary['splits']} ({len(summary['label_errors'])} bad label rows)")
     return {**summary, "output": output}
 

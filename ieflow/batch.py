@@ -93,11 +93,23 @@ class RunPlan:
     shards: list[Shard]
 
     def manifest(self) -> dict[str, Any]:
-        return {"ieflow_run": 1, "run_id": self.run_id, "program_hash": self.program_hash,
-                "documents": self.documents, "shard_size": self.shard_size,
-                "n_documents": self.n_documents,
-                "shards": [{"shard_id": s.shard_id, "n_documents": len(s.doc_ids),
-                            "first": s.doc_ids[0], "last": s.doc_ids[-1]} for s in self.shards]}
+        return {
+            "ieflow_run": 1,
+            "run_id": self.run_id,
+            "program_hash": self.program_hash,
+            "documents": self.documents,
+            "shard_size": self.shard_size,
+            "n_documents": self.n_documents,
+            "shards": [
+                {
+                    "shard_id": s.shard_id,
+                    "n_documents": len(s.doc_ids),
+                    "first": s.doc_ids[0],
+                    "last": s.doc_ids[-1],
+                }
+                for s in self.shards
+            ],
+        }
 
 
 # -- inputs and the plan ------------------------------------------------------------------------
@@ -113,8 +125,9 @@ def load_program(source: str, model: str | None = None) -> ExtractionProgram:
         ) from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"program {source} is not valid JSON: {exc}") from None
-    program = (ExtractionProgram.from_dict(data) if "ieflow_program" in data
-               else ExtractionProgram.from_schema(data))
+    program = (
+        ExtractionProgram.from_dict(data) if "ieflow_program" in data else ExtractionProgram.from_schema(data)
+    )
     return program.replace(model=model) if model else program
 
 
@@ -147,10 +160,11 @@ def plan_run(documents: str, program: ExtractionProgram, settings: BatchSettings
     run_id = _digest(program.hash, content.hexdigest(), str(settings.shard_size), rules)[:16]
     shards = []
     for index, start in enumerate(range(0, len(ids), settings.shard_size)):
-        chunk = tuple(ids[start:start + settings.shard_size])
+        chunk = tuple(ids[start : start + settings.shard_size])
         shards.append(Shard(f"{index:05d}-{_digest(program.hash, *chunk)[:10]}", index, chunk))
-    plan = RunPlan(run_id, program.hash, documents, settings.output_dir, settings.shard_size,
-                   len(ids), shards)
+    plan = RunPlan(
+        run_id, program.hash, documents, settings.output_dir, settings.shard_size, len(ids), shards
+    )
     url = storage.join(settings.output_dir, MANIFEST)
     if storage.exists(url):
         old = storage.read_json(url)
@@ -159,7 +173,8 @@ def plan_run(documents: str, program: ExtractionProgram, settings: BatchSettings
                 f"{settings.output_dir} holds run {old.get('run_id')} (program {old.get('program_hash')}, "
                 f"{old.get('n_documents')} documents, shard size {old.get('shard_size')}), not this one "
                 f"(program {program.hash}, {len(ids)} documents, shard size {settings.shard_size}; "
-                "expectations count too); use another output folder")
+                "expectations count too); use another output folder"
+            )
     else:
         storage.write_json({**plan.manifest(), "model": program.model, "status": "running"}, url)
     return plan
@@ -211,17 +226,31 @@ def make_client(program: ExtractionProgram, settings: BatchSettings) -> Any:
     from ieflow.lm import LMClient, ResponseCache
     from ieflow.secrets import resolve_api_key
 
-    key = (program.model, json.dumps(program.model_params, sort_keys=True), settings.api_base,
-           settings.api_key_env, settings.api_key_secret, settings.use_lm_cache, settings.concurrency,
-           settings.timeout_s, settings.max_retries)
+    key = (
+        program.model,
+        json.dumps(program.model_params, sort_keys=True),
+        settings.api_base,
+        settings.api_key_env,
+        settings.api_key_secret,
+        settings.use_lm_cache,
+        settings.concurrency,
+        settings.timeout_s,
+        settings.max_retries,
+    )
     with _SHARED_LOCK:
         if key not in _CLIENTS:
             api_key = resolve_api_key(settings.api_key_env, settings.api_key_secret)
             cache = ResponseCache(config.lm_cache_dir()) if settings.use_lm_cache else False
-            _CLIENTS[key] = LMClient(program.model, params=program.model_params, api_base=settings.api_base,
-                                     api_key=api_key, timeout_s=settings.timeout_s,
-                                     max_retries=settings.max_retries,
-                                     max_concurrency=settings.concurrency, cache=cache)
+            _CLIENTS[key] = LMClient(
+                program.model,
+                params=program.model_params,
+                api_base=settings.api_base,
+                api_key=api_key,
+                timeout_s=settings.timeout_s,
+                max_retries=settings.max_retries,
+                max_concurrency=settings.concurrency,
+                cache=cache,
+            )
         return _CLIENTS[key]
 
 
@@ -229,8 +258,9 @@ def make_validator(program: ExtractionProgram, expectations: str | None) -> Reco
     key = (program.hash, expectations)
     with _SHARED_LOCK:
         if key not in _VALIDATORS:
-            _VALIDATORS[key] = RecordValidator(program.schema, load_expectations(expectations),
-                                               name=program.name)
+            _VALIDATORS[key] = RecordValidator(
+                program.schema, load_expectations(expectations), name=program.name
+            )
         return _VALIDATORS[key]
 
 
@@ -242,8 +272,13 @@ def classify(record: Any, trace: Any) -> dict[str, Any]:
     (the model was unavailable after every retry: the document is tried again, not quarantined)."""
     from ieflow.lm.structured import parse_json
 
-    usage = {"prompt_tokens": trace.prompt_tokens, "completion_tokens": trace.completion_tokens,
-             "cost_usd": trace.cost_usd, "latency_s": trace.latency_s, "calls": trace.calls}
+    usage = {
+        "prompt_tokens": trace.prompt_tokens,
+        "completion_tokens": trace.completion_tokens,
+        "cost_usd": trace.cost_usd,
+        "latency_s": trace.latency_s,
+        "calls": trace.calls,
+    }
     base = {"value": None, "raw": trace.raw or None, "error": trace.error, **usage}
     if record is not None:
         return {**base, "kind": "ok", "value": record, "raw": None}
@@ -299,8 +334,13 @@ def load_staged(directory: str) -> dict[str, dict[str, Any]]:
     return staged
 
 
-async def _extract_all(program: ExtractionProgram, client: Any, docs: list[tuple[str, str]],
-                       settings: BatchSettings, stager: _Stager) -> list[dict[str, Any]]:
+async def _extract_all(
+    program: ExtractionProgram,
+    client: Any,
+    docs: list[tuple[str, str]],
+    settings: BatchSettings,
+    stager: _Stager,
+) -> list[dict[str, Any]]:
     outcomes: list[dict[str, Any]] = []
     queue = iter(docs)  # shared by the workers; next() never yields to the loop, so no lock
 
@@ -311,8 +351,13 @@ async def _extract_all(program: ExtractionProgram, client: Any, docs: list[tuple
                 outcome = {"doc_id": doc_id, **classify(record, trace)}
             except Exception as exc:  # aextract returns model failures; anything else is a bug,
                 # which a retry would repeat: quarantine the document instead of failing the shard
-                outcome = {"doc_id": doc_id, "kind": "lm_error", "value": None, "raw": None,
-                           "error": f"unexpected {type(exc).__name__}: {exc}"}
+                outcome = {
+                    "doc_id": doc_id,
+                    "kind": "lm_error",
+                    "value": None,
+                    "raw": None,
+                    "error": f"unexpected {type(exc).__name__}: {exc}",
+                }
             outcomes.append(outcome)
             await stager.add(outcome)
 
@@ -321,8 +366,9 @@ async def _extract_all(program: ExtractionProgram, client: Any, docs: list[tuple
     return outcomes
 
 
-def run_shard(documents: str, shard: Shard, program: ExtractionProgram,
-              settings: BatchSettings) -> dict[str, Any]:
+def run_shard(
+    documents: str, shard: Shard, program: ExtractionProgram, settings: BatchSettings
+) -> dict[str, Any]:
     """Extract, validate and write one shard; returns its stats. A done shard is only read back.
 
     Raises ShardIncomplete when documents could not reach the model after the client's retries:
@@ -342,8 +388,13 @@ def run_shard(documents: str, shard: Shard, program: ExtractionProgram,
         for row in rows.iter_rows(named=True):
             problem = _document_problem(row)
             if problem:
-                outcomes[row["doc_id"]] = {"doc_id": row["doc_id"], "kind": "document_error",
-                                           "value": None, "raw": None, "error": problem}
+                outcomes[row["doc_id"]] = {
+                    "doc_id": row["doc_id"],
+                    "kind": "document_error",
+                    "value": None,
+                    "raw": None,
+                    "error": problem,
+                }
             else:
                 todo.append((row["doc_id"], row["text"]))
     if todo:
@@ -351,13 +402,20 @@ def run_shard(documents: str, shard: Shard, program: ExtractionProgram,
         fresh = _Engine.run(_extract_all(program, make_client(program, settings), todo, settings, stager))
         failed = [o for o in fresh if o["kind"] == "transient"]
         if failed:
-            raise ShardIncomplete(f"shard {shard.shard_id}: {len(failed)} of {len(todo)} documents could "
-                                  f"not reach the model ({failed[0]['error']}); the rest are saved")
+            raise ShardIncomplete(
+                f"shard {shard.shard_id}: {len(failed)} of {len(todo)} documents could "
+                f"not reach the model ({failed[0]['error']}); the rest are saved"
+            )
         outcomes.update({o["doc_id"]: o for o in fresh})
     missing = [d for d in shard.doc_ids if d not in outcomes]
     for doc_id in missing:  # listed in the plan but gone from documents.parquet since
-        outcomes[doc_id] = {"doc_id": doc_id, "kind": "document_error", "value": None, "raw": None,
-                            "error": "document no longer in the documents table"}
+        outcomes[doc_id] = {
+            "doc_id": doc_id,
+            "kind": "document_error",
+            "value": None,
+            "raw": None,
+            "error": "document no longer in the documents table",
+        }
     stats = _finalize(shard, [outcomes[d] for d in shard.doc_ids], program, settings)
     records = stats.pop("_records")
     stats.update(resumed_documents=resumed, seconds=round(time.perf_counter() - started, 3))
@@ -374,8 +432,9 @@ def _document_problem(row: dict[str, Any]) -> str | None:
     return None
 
 
-def _finalize(shard: Shard, outcomes: list[dict[str, Any]], program: ExtractionProgram,
-              settings: BatchSettings) -> dict[str, Any]:
+def _finalize(
+    shard: Shard, outcomes: list[dict[str, Any]], program: ExtractionProgram, settings: BatchSettings
+) -> dict[str, Any]:
     validator = make_validator(program, settings.expectations)
     for o in outcomes:
         # An obeyed injection ("print your instructions") can be schema-valid: keep it out of records.
@@ -387,8 +446,9 @@ def _finalize(shard: Shard, outcomes: list[dict[str, Any]], program: ExtractionP
     records, quarantined = [], []
     for o in outcomes:
         failed = report.row_failures.get(o["doc_id"], [])
-        typed, problem = coerce_record(program.schema, o["value"]) if o["kind"] == "ok" and not failed \
-            else (None, None)
+        typed, problem = (
+            coerce_record(program.schema, o["value"]) if o["kind"] == "ok" and not failed else (None, None)
+        )
         if typed is not None:
             records.append({**o, "value": typed})
             continue
@@ -399,22 +459,45 @@ def _finalize(shard: Shard, outcomes: list[dict[str, Any]], program: ExtractionP
     storage.write_json(report.results, storage.join(out, "validation", f"{shard.shard_id}.json"))
     storage.write_parquet(quarantine_frame(quarantined, program), _part(out, "quarantine", shard.shard_id))
     by_reason = {r: sum(q["reason"] == r for q in quarantined) for r in QUARANTINE_REASONS}
-    usage = {k: sum(o.get(k) or 0 for o in outcomes)
-             for k in ("prompt_tokens", "completion_tokens", "cost_usd", "latency_s", "calls")}
-    return {"shard_id": shard.shard_id, "n_documents": len(outcomes), "n_records": len(records),
-            "n_quarantined": len(quarantined), "quarantined_by_reason": by_reason,
-            "failed_expectations": report.counts, "batch_failures": report.batch_failures,
-            "validation_errors": report.errors, **usage,
-            "_records": records_frame(records, program)}
+    usage = {
+        k: sum(o.get(k) or 0 for o in outcomes)
+        for k in ("prompt_tokens", "completion_tokens", "cost_usd", "latency_s", "calls")
+    }
+    return {
+        "shard_id": shard.shard_id,
+        "n_documents": len(outcomes),
+        "n_records": len(records),
+        "n_quarantined": len(quarantined),
+        "quarantined_by_reason": by_reason,
+        "failed_expectations": report.counts,
+        "batch_failures": report.batch_failures,
+        "validation_errors": report.errors,
+        **usage,
+        "_records": records_frame(records, program),
+    }
 
 
 # -- typed frames: one column per top-level field, structs and lists for nested ones --------------
 
-USAGE_COLUMNS = {"prompt_tokens": pl.Int64, "completion_tokens": pl.Int64, "cost_usd": pl.Float64,
-                 "latency_s": pl.Float64, "calls": pl.Int64, "model": pl.String, "status": pl.String}
-QUARANTINE_COLUMNS = {"doc_id": pl.String, "program_hash": pl.String, "reason": pl.String,
-                      "failed_expectations": pl.List(pl.String), "errors": pl.List(pl.String),
-                      "raw": pl.String, "record_json": pl.String, **USAGE_COLUMNS}
+USAGE_COLUMNS = {
+    "prompt_tokens": pl.Int64,
+    "completion_tokens": pl.Int64,
+    "cost_usd": pl.Float64,
+    "latency_s": pl.Float64,
+    "calls": pl.Int64,
+    "model": pl.String,
+    "status": pl.String,
+}
+QUARANTINE_COLUMNS = {
+    "doc_id": pl.String,
+    "program_hash": pl.String,
+    "reason": pl.String,
+    "failed_expectations": pl.List(pl.String),
+    "errors": pl.List(pl.String),
+    "raw": pl.String,
+    "record_json": pl.String,
+    **USAGE_COLUMNS,
+}
 
 
 def polars_dtype(schema: dict[str, Any], node: dict[str, Any]) -> pl.DataType:
@@ -431,7 +514,8 @@ def polars_dtype(schema: dict[str, Any], node: dict[str, Any]) -> pl.DataType:
     if kinds == ["string"]:
         return pl.Date if node.get("format") == "date" else pl.String
     return {"integer": pl.Int64, "number": pl.Float64, "boolean": pl.Boolean}.get(
-        "number" if kinds == ["integer", "number"] else ",".join(kinds), pl.String)
+        "number" if kinds == ["integer", "number"] else ",".join(kinds), pl.String
+    )
 
 
 def _coerce(value: Any, schema: dict[str, Any], node: dict[str, Any], dtype: pl.DataType) -> Any:
@@ -447,8 +531,11 @@ def _coerce(value: Any, schema: dict[str, Any], node: dict[str, Any], dtype: pl.
     if dtype == pl.Date:
         return date.fromisoformat(value)
     if dtype == pl.String:
-        return value if isinstance(value, str) and types_of(node) in (["string"], ["string", "null"]) \
+        return (
+            value
+            if isinstance(value, str) and types_of(node) in (["string"], ["string", "null"])
             else json.dumps(value, ensure_ascii=False)
+        )
     return {pl.Int64: int, pl.Float64: float, pl.Boolean: bool}[dtype](value)  # type: ignore[index]
 
 
@@ -456,8 +543,10 @@ def coerce_record(schema: dict[str, Any], value: Any) -> tuple[dict[str, Any] | 
     """(typed record, None), or (None, why it cannot be stored in the typed columns)."""
     props = resolve(schema, schema)["properties"]
     try:
-        return {name: _coerce(value.get(name), schema, props[name], polars_dtype(schema, props[name]))
-                for name in top_level_fields(schema)}, None
+        return {
+            name: _coerce(value.get(name), schema, props[name], polars_dtype(schema, props[name]))
+            for name in top_level_fields(schema)
+        }, None
     except (TypeError, ValueError, AttributeError, KeyError) as exc:
         return None, f"cannot store the record in typed columns: {type(exc).__name__}: {exc}"
 
@@ -466,32 +555,59 @@ def records_frame(rows: list[dict[str, Any]], program: ExtractionProgram) -> pl.
     props = resolve(program.schema, program.schema)["properties"]
     fields = {n: polars_dtype(program.schema, props[n]) for n in top_level_fields(program.schema)}
     schema = {"doc_id": pl.String, "program_hash": pl.String, **fields, **USAGE_COLUMNS}
-    data = [{"doc_id": r["doc_id"], "program_hash": program.hash, **r["value"], "model": program.model,
-             "status": "ok", **{k: r.get(k) for k in USAGE_COLUMNS if k not in ("model", "status")}}
-            for r in rows]
+    data = [
+        {
+            "doc_id": r["doc_id"],
+            "program_hash": program.hash,
+            **r["value"],
+            "model": program.model,
+            "status": "ok",
+            **{k: r.get(k) for k in USAGE_COLUMNS if k not in ("model", "status")},
+        }
+        for r in rows
+    ]
     return pl.DataFrame(data, schema=schema, orient="row" if not data else None)
 
 
 def quarantine_frame(rows: list[dict[str, Any]], program: ExtractionProgram) -> pl.DataFrame:
-    data = [{"doc_id": r["doc_id"], "program_hash": program.hash, "reason": r["reason"],
-             "failed_expectations": r["failed_expectations"], "errors": r["errors"], "raw": r.get("raw"),
-             "record_json": None if r.get("value") is None else json.dumps(r["value"], ensure_ascii=False),
-             "model": program.model, "status": "quarantined",
-             **{k: r.get(k) for k in USAGE_COLUMNS if k not in ("model", "status")}} for r in rows]
+    data = [
+        {
+            "doc_id": r["doc_id"],
+            "program_hash": program.hash,
+            "reason": r["reason"],
+            "failed_expectations": r["failed_expectations"],
+            "errors": r["errors"],
+            "raw": r.get("raw"),
+            "record_json": None if r.get("value") is None else json.dumps(r["value"], ensure_ascii=False),
+            "model": program.model,
+            "status": "quarantined",
+            **{k: r.get(k) for k in USAGE_COLUMNS if k not in ("model", "status")},
+        }
+        for r in rows
+    ]
     return pl.DataFrame(data, schema=QUARANTINE_COLUMNS, orient="row" if not data else None)
 
 
 # -- the whole run --------------------------------------------------------------------------------
 
 
-def finish_run(plan: RunPlan, program: ExtractionProgram, settings: BatchSettings, wall_s: float,
-               failed: dict[str, str] | None = None, data_docs: bool = True,
-               n_processed: int | None = None) -> dict[str, Any]:
+def finish_run(
+    plan: RunPlan,
+    program: ExtractionProgram,
+    settings: BatchSettings,
+    wall_s: float,
+    failed: dict[str, str] | None = None,
+    data_docs: bool = True,
+    n_processed: int | None = None,
+) -> dict[str, Any]:
     """Sum the shard stats, render Data Docs, drop staging and record the summary in the manifest.
     `n_processed`: documents of the shards this run did (the rest were done by an earlier start)."""
     out = plan.output_dir
-    stats = [storage.read_json(storage.join(out, "_shards", f"{s.shard_id}.json"))
-             for s in plan.shards if shard_done(out, s.shard_id)]
+    stats = [
+        storage.read_json(storage.join(out, "_shards", f"{s.shard_id}.json"))
+        for s in plan.shards
+        if shard_done(out, s.shard_id)
+    ]
     summary = summarize(plan, stats, wall_s, failed or {})
     summary["n_processed"] = summary["n_documents"] if n_processed is None else n_processed
     if data_docs and stats:
@@ -506,27 +622,47 @@ def finish_run(plan: RunPlan, program: ExtractionProgram, settings: BatchSetting
     return summary
 
 
-def summarize(plan: RunPlan, stats: list[dict[str, Any]], wall_s: float,
-              failed: dict[str, str]) -> dict[str, Any]:
-    total = {k: sum(s.get(k) or 0 for s in stats) for k in
-             ("n_documents", "n_records", "n_quarantined", "prompt_tokens", "completion_tokens",
-              "cost_usd", "calls")}
+def summarize(
+    plan: RunPlan, stats: list[dict[str, Any]], wall_s: float, failed: dict[str, str]
+) -> dict[str, Any]:
+    total = {
+        k: sum(s.get(k) or 0 for s in stats)
+        for k in (
+            "n_documents",
+            "n_records",
+            "n_quarantined",
+            "prompt_tokens",
+            "completion_tokens",
+            "cost_usd",
+            "calls",
+        )
+    }
     by_reason = {r: sum(s["quarantined_by_reason"].get(r, 0) for s in stats) for r in QUARANTINE_REASONS}
     expectations: dict[str, int] = {}
     for s in stats:
         for name, count in s.get("failed_expectations", {}).items():
             expectations[name] = expectations.get(name, 0) + count
     done = len(stats)
-    return {"run_id": plan.run_id, "program_hash": plan.program_hash, "output_dir": plan.output_dir,
-            "status": "complete" if done == len(plan.shards) else "incomplete",
-            "n_shards": len(plan.shards), "shards_done": done, "shards_failed": failed,
-            **total, "cost_usd": round(total["cost_usd"], 6), "quarantined_by_reason": by_reason,
-            "failed_expectations": dict(sorted(expectations.items(), key=lambda kv: -kv[1])),
-            "wall_s": round(wall_s, 2), "finished": date.today().isoformat()}
+    return {
+        "run_id": plan.run_id,
+        "program_hash": plan.program_hash,
+        "output_dir": plan.output_dir,
+        "status": "complete" if done == len(plan.shards) else "incomplete",
+        "n_shards": len(plan.shards),
+        "shards_done": done,
+        "shards_failed": failed,
+        **total,
+        "cost_usd": round(total["cost_usd"], 6),
+        "quarantined_by_reason": by_reason,
+        "failed_expectations": dict(sorted(expectations.items(), key=lambda kv: -kv[1])),
+        "wall_s": round(wall_s, 2),
+        "finished": date.today().isoformat(),
+    }
 
 
-def _render_data_docs(plan: RunPlan, program: ExtractionProgram, settings: BatchSettings,
-                      shard_ids: list[str]) -> str:
+def _render_data_docs(
+    plan: RunPlan, program: ExtractionProgram, settings: BatchSettings, shard_ids: list[str]
+) -> str:
     import tempfile
 
     import fsspec
@@ -534,8 +670,11 @@ def _render_data_docs(plan: RunPlan, program: ExtractionProgram, settings: Batch
     from ieflow.validation import build_data_docs
 
     folder = storage.join(plan.output_dir, "validation")
-    results = [(shard_id, result) for shard_id in shard_ids
-               for result in storage.read_json(storage.join(folder, f"{shard_id}.json"))]
+    results = [
+        (shard_id, result)
+        for shard_id in shard_ids
+        for result in storage.read_json(storage.join(folder, f"{shard_id}.json"))
+    ]
     target = storage.join(plan.output_dir, "data_docs")
     validator = make_validator(program, settings.expectations)
     if "://" not in target:
@@ -560,14 +699,23 @@ def read_outputs(output_dir: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     part belongs to a shard that crashed mid-commit and will be rewritten)."""
     manifest = storage.read_json(storage.join(output_dir, MANIFEST))
     done = [s["shard_id"] for s in manifest["shards"] if shard_done(output_dir, s["shard_id"])]
-    frames = {kind: [storage.read_parquet(_part(output_dir, kind, s)) for s in done]
-              for kind in ("records", "quarantine")}
-    return (pl.concat(frames["records"], how="diagonal_relaxed") if done else pl.DataFrame(),
-            pl.concat(frames["quarantine"], how="diagonal_relaxed") if done else pl.DataFrame())
+    frames = {
+        kind: [storage.read_parquet(_part(output_dir, kind, s)) for s in done]
+        for kind in ("records", "quarantine")
+    }
+    return (
+        pl.concat(frames["records"], how="diagonal_relaxed") if done else pl.DataFrame(),
+        pl.concat(frames["quarantine"], how="diagonal_relaxed") if done else pl.DataFrame(),
+    )
 
 
-def run_batch(documents: str, program: ExtractionProgram, settings: BatchSettings,
-              parallel_shards: int = 2, on_shard: Any = None) -> dict[str, Any]:
+def run_batch(
+    documents: str,
+    program: ExtractionProgram,
+    settings: BatchSettings,
+    parallel_shards: int = 2,
+    on_shard: Any = None,
+) -> dict[str, Any]:
     """The whole run without Prefect: plan, run pending shards on a few threads, finish."""
     started = time.perf_counter()
     plan = plan_run(documents, program, settings)
@@ -584,6 +732,4 @@ def run_batch(documents: str, program: ExtractionProgram, settings: BatchSetting
             processed += len(shard.doc_ids)
             if on_shard:
                 on_shard(stats)
-    return finish_run(plan, program, settings, time.perf_counter() - started, failed,
-                      n_processed=processed)
-
+    return finish_run(plan, program, settings, time.perf_counter() - started, failed, n_processed=processed)

@@ -131,11 +131,12 @@ def decide(champion: Scorecard, challenger: Scorecard | None, policy: Policy) ->
         )
     if change > policy.max_cost_increase + EPS:
         return Decision(
-            False, "too_costly",
+            False,
+            "too_costly",
             f"{scores} ({delta:+.3f}) but costs {change:+.0%} {unit} ({old_cost:.4g} -> {new_cost:.4g}), "
             f"above the bound {policy.max_cost_increase:+.0%}",
             **base,
-        )  # fmt: skip
+        )
     return Decision(
         True,
         "promoted",

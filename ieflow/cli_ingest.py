@@ -24,8 +24,9 @@ def ingest_command(
     target_tokens: int = typer.Option(512, min=16, help="Chunk size target (estimated tokens)."),
     overlap_tokens: int = typer.Option(64, min=0, help="Tokens shared by neighbouring chunks."),
     file_timeout: float = typer.Option(600.0, min=0, help="Per-file time limit in seconds (0: none)."),
-    password: str | None = typer.Option(None, envvar="IEFLOW_PDF_PASSWORD",
-                                        help="Password for encrypted PDFs (or $IEFLOW_PDF_PASSWORD)."),
+    password: str | None = typer.Option(
+        None, envvar="IEFLOW_PDF_PASSWORD", help="Password for encrypted PDFs (or $IEFLOW_PDF_PASSWORD)."
+    ),
     reparse: bool = typer.Option(False, help="Parse everything again, ignoring earlier outputs."),
     flow: bool = typer.Option(False, "--flow", help="Run as the Prefect flow (task cache, artifact)."),
     fail_on_error: bool = typer.Option(False, help="Exit with status 1 when any file is an error."),
@@ -43,15 +44,29 @@ def ingest_command(
         from flows.ingest import IngestParams
         from flows.ingest import ingest as ingest_flow
 
-        params = IngestParams(source=source, out=out, workers=workers, max_pages=max_pages, ocr=ocr,
-                              ocr_lang=ocr_lang, target_tokens=target_tokens,
-                              overlap_tokens=overlap_tokens, file_timeout_s=file_timeout,
-                              pdf_password=password)
+        params = IngestParams(
+            source=source,
+            out=out,
+            workers=workers,
+            max_pages=max_pages,
+            ocr=ocr,
+            ocr_lang=ocr_lang,
+            target_tokens=target_tokens,
+            overlap_tokens=overlap_tokens,
+            file_timeout_s=file_timeout,
+            pdf_password=password,
+        )
         summary = IngestSummary(**ingest_flow(params))
     else:
-        options = IngestOptions(max_pages=max_pages, ocr=ocr, ocr_lang=ocr_lang,
-                                target_tokens=target_tokens, overlap_tokens=overlap_tokens,
-                                file_timeout_s=file_timeout, password=password)
+        options = IngestOptions(
+            max_pages=max_pages,
+            ocr=ocr,
+            ocr_lang=ocr_lang,
+            target_tokens=target_tokens,
+            overlap_tokens=overlap_tokens,
+            file_timeout_s=file_timeout,
+            password=password,
+        )
         with console.status("parsing…") as status:
             done = [0]
 
@@ -59,8 +74,9 @@ def ingest_command(
                 done[0] += 1
                 status.update(f"parsed {done[0]} files (last: {uri.rsplit('/', 1)[-1]})")
 
-            summary = run_ingest(source, out, options=options, workers=workers,
-                                 reuse_previous=not reparse, on_result=progress)
+            summary = run_ingest(
+                source, out, options=options, workers=workers, reuse_previous=not reparse, on_result=progress
+            )
     console.print(Markdown(summary_markdown(summary)))
     if fail_on_error and summary.status_counts.get("error", 0):
         raise typer.Exit(1)

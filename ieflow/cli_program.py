@@ -138,10 +138,16 @@ def register_program(
     reg = _registry(registry)
     try:
         entry = reg.register(
-            name, prog, scores=scores, lineage=lineage, dataset=dataset, note=note, promote=promote,
+            name,
+            prog,
+            scores=scores,
+            lineage=lineage,
+            dataset=dataset,
+            note=note,
+            promote=promote,
             cost={"tokens_per_doc": meta["tokens_per_doc"]} if "tokens_per_doc" in meta else None,
             source_run={"kind": "cli", "file": str(program), "at": now()},
-        )  # fmt: skip
+        )
     except RegistryError as exc:
         raise _fail(str(exc)) from None
     if dataset and not reg.read_state(name, "nightly"):

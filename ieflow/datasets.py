@@ -137,8 +137,9 @@ def _read_csv(path: Path, schema: dict[str, Any] | None) -> Iterator[tuple[int, 
                 else:
                     out["record"] = {
                         name: _coerce_cell(row.get(name) or "", resolve(schema, props[name]))
-                        for name in top_level_fields(schema) if name in header
-                    }  # fmt: skip
+                        for name in top_level_fields(schema)
+                        if name in header
+                    }
             except (ValueError, json.JSONDecodeError) as exc:
                 yield line_no, f"bad cell: {exc}"
                 continue
@@ -383,8 +384,13 @@ def assign_splits(
     return {doc_id: result[doc_id] for doc_id in doc_ids}
 
 
-def _assign_stratified(pending: list[tuple[str, list[str]]], weights: dict[str, float], seed: int,
-                       strata: Mapping[str, Any], result: dict[str, str]) -> None:  # fmt: skip
+def _assign_stratified(
+    pending: list[tuple[str, list[str]]],
+    weights: dict[str, float],
+    seed: int,
+    strata: Mapping[str, Any],
+    result: dict[str, str],
+) -> None:
     def stratum(doc_id: str) -> str:
         value = strata.get(doc_id)
         return "<none>" if value is None else json.dumps(value, sort_keys=True, default=str)
@@ -403,8 +409,13 @@ def _assign_stratified(pending: list[tuple[str, list[str]]], weights: dict[str, 
             done += len(members)
             # The split furthest below its share of the documents placed so far; ties broken by hash,
             # not by ratio order, which would favour val over test in every small stratum.
-            split = max(weights, key=lambda s: (round(weights[s] * done - have.get(s, 0), 9),
-                                                hash_unit(seed, f"{key}\x00{s}")))  # fmt: skip
+            split = max(
+                weights,
+                key=lambda s: (
+                    round(weights[s] * done - have.get(s, 0), 9),
+                    hash_unit(seed, f"{key}\x00{s}"),
+                ),
+            )
             have[split] = have.get(split, 0) + len(members)
             result.update(dict.fromkeys(members, split))
 

@@ -42,14 +42,34 @@ if TYPE_CHECKING:
     import polars as pl
 
 # Column: polars dtype name (polars is imported lazily: worker processes never need it).
-DOCUMENT_COLUMNS = {"doc_id": "String", "sha256": "String", "source_uri": "String",
-                    "source_uris": "List[String]", "file_name": "String", "size_bytes": "Int64",
-                    "n_pages": "Int32", "n_chars": "Int64", "method": "String", "status": "String",
-                    "error": "String", "ocr_pages": "List[Int32]", "warnings": "List[String]",
-                    "parse_options": "String", "text": "String"}
-CHUNK_COLUMNS = {"doc_id": "String", "chunk_id": "String", "chunk_index": "Int32",
-                 "page_start": "Int32", "page_end": "Int32", "char_start": "Int64",
-                 "char_end": "Int64", "n_tokens": "Int32", "text": "String"}
+DOCUMENT_COLUMNS = {
+    "doc_id": "String",
+    "sha256": "String",
+    "source_uri": "String",
+    "source_uris": "List[String]",
+    "file_name": "String",
+    "size_bytes": "Int64",
+    "n_pages": "Int32",
+    "n_chars": "Int64",
+    "method": "String",
+    "status": "String",
+    "error": "String",
+    "ocr_pages": "List[Int32]",
+    "warnings": "List[String]",
+    "parse_options": "String",
+    "text": "String",
+}
+CHUNK_COLUMNS = {
+    "doc_id": "String",
+    "chunk_id": "String",
+    "chunk_index": "Int32",
+    "page_start": "Int32",
+    "page_end": "Int32",
+    "char_start": "Int64",
+    "char_end": "Int64",
+    "n_tokens": "Int32",
+    "text": "String",
+}
 
 
 @dataclass(frozen=True)
@@ -76,7 +96,8 @@ def _fingerprint(options: IngestOptions) -> str:
     values.pop("file_timeout_s")  # a time limit does not change a successful result
     if options.password is not None:
         values["password"] = hashlib.pbkdf2_hmac(
-            "sha256", options.password.encode(), b"ieflow-ingest-cache", 100_000).hex()[:16]
+            "sha256", options.password.encode(), b"ieflow-ingest-cache", 100_000
+        ).hex()[:16]
     values["parser_version"] = PARSER_VERSION
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -98,7 +119,6 @@ class FileRef:
         return doc_id_for(self.sha256 or hashlib.sha256(b"unreadable:" + self.uri.encode()).hexdigest())
 
 
-
 def discover(source: str, *, storage_options: dict[str, Any] | None = None) -> list[str]:
     """Files under a folder (recursive), matching a glob, or one file; local or any fsspec URL.
 
@@ -110,7 +130,7 @@ def discover(source: str, *, storage_options: dict[str, Any] | None = None) -> l
     fs, path = fsspec.core.url_to_fs(source, **(storage_options or {}))
     root = path
     if any(ch in path for ch in "*?["):
-        root = path[:min(path.find(ch) for ch in "*?[" if ch in path)].rsplit("/", 1)[0]
+        root = path[: min(path.find(ch) for ch in "*?[" if ch in path)].rsplit("/", 1)[0]
         paths = [p for p in fs.glob(path) if fs.isfile(p)]
     elif fs.isdir(path):
         paths = fs.find(path)
@@ -118,14 +138,14 @@ def discover(source: str, *, storage_options: dict[str, Any] | None = None) -> l
         root, paths = path.rsplit("/", 1)[0], [path]
     else:
         raise FileNotFoundError(f"ingest source not found: {source}")
-    paths = [p for p in paths
-             if not any(part.startswith(".") for part in p[len(root):].split("/"))]
+    paths = [p for p in paths if not any(part.startswith(".") for part in p[len(root) :].split("/"))]
     local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
     return sorted(p if local else fs.unstrip_protocol(p) for p in paths)
 
 
-def hash_files(uris: list[str], storage_options: dict[str, Any] | None = None,
-               threads: int = 8) -> list[FileRef]:
+def hash_files(
+    uris: list[str], storage_options: dict[str, Any] | None = None, threads: int = 8
+) -> list[FileRef]:
     """Content hashes. Threads suffice: hashlib and file reads release the GIL."""
 
     def one(uri: str) -> FileRef:
@@ -160,7 +180,6 @@ def group_by_content(refs: list[FileRef]) -> tuple[dict[str, list[FileRef]], lis
     return groups, [ref for ref in refs if not ref.sha256]
 
 
-
 class FileTimeout(BaseException):
     """Raised by the time limit. A BaseException so that no `except Exception` in a parsing
     library (pypdf has several) can swallow it and carry on."""
@@ -186,8 +205,9 @@ def _time_limit(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def process_file(uri: str, options: IngestOptions,
-                 storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+def process_file(
+    uri: str, options: IngestOptions, storage_options: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Parse and chunk one file into a JSON-able result: {"document", "chunks", "seconds",
     "transient"}. `transient` marks errors that may not recur (the file was missing, the time limit
     hit on a busy machine): callers must not cache those."""
@@ -195,28 +215,53 @@ def process_file(uri: str, options: IngestOptions,
     try:
         with _time_limit(options.file_timeout_s):
             data = _read(uri, storage_options)
-            parsed = parse_file(uri, password=options.password, max_pages=options.max_pages,
-                                ocr=options.ocr, ocr_lang=options.ocr_lang, data=data)
-            chunks = chunk_document(parsed, target_tokens=options.target_tokens,
-                                    overlap_tokens=options.overlap_tokens)
+            parsed = parse_file(
+                uri,
+                password=options.password,
+                max_pages=options.max_pages,
+                ocr=options.ocr,
+                ocr_lang=options.ocr_lang,
+                data=data,
+            )
+            chunks = chunk_document(
+                parsed, target_tokens=options.target_tokens, overlap_tokens=options.overlap_tokens
+            )
     except (ParseError, FileTimeout) as exc:
         return error_result(uri, str(exc), options, seconds=time.perf_counter() - started)
-    return {"document": _document_row(parsed, options), "chunks": [c.to_dict() for c in chunks],
-            "seconds": round(time.perf_counter() - started, 4), "transient": False}
+    return {
+        "document": _document_row(parsed, options),
+        "chunks": [c.to_dict() for c in chunks],
+        "seconds": round(time.perf_counter() - started, 4),
+        "transient": False,
+    }
 
 
-def error_result(uri: str, reason: str, options: IngestOptions, *, transient: bool = True,
-                 seconds: float = 0.0) -> dict[str, Any]:
+def error_result(
+    uri: str, reason: str, options: IngestOptions, *, transient: bool = True, seconds: float = 0.0
+) -> dict[str, Any]:
     parsed = ParsedDocument(source=uri, status="error", error=reason)
-    return {"document": _document_row(parsed, options), "chunks": [],
-            "seconds": round(seconds, 4), "transient": transient}
+    return {
+        "document": _document_row(parsed, options),
+        "chunks": [],
+        "seconds": round(seconds, 4),
+        "transient": transient,
+    }
 
 
 def _document_row(parsed: ParsedDocument, options: IngestOptions) -> dict[str, Any]:
-    return {"sha256": parsed.sha256, "size_bytes": parsed.size_bytes, "n_pages": parsed.n_pages,
-            "n_chars": len(parsed.text), "method": parsed.method, "status": parsed.status,
-            "error": parsed.error, "ocr_pages": parsed.ocr_pages, "warnings": parsed.warnings,
-            "parse_options": options.fingerprint(), "text": parsed.text}
+    return {
+        "sha256": parsed.sha256,
+        "size_bytes": parsed.size_bytes,
+        "n_pages": parsed.n_pages,
+        "n_chars": len(parsed.text),
+        "method": parsed.method,
+        "status": parsed.status,
+        "error": parsed.error,
+        "ocr_pages": parsed.ocr_pages,
+        "warnings": parsed.warnings,
+        "parse_options": options.fingerprint(),
+        "text": parsed.text,
+    }
 
 
 def _init_worker() -> None:
@@ -235,8 +280,12 @@ class ParserPool:
         self._lock = threading.Lock()
 
     def _new_executor(self, workers: int, max_tasks: int | None) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, max_tasks_per_child=max_tasks)
+        return ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            max_tasks_per_child=max_tasks,
+        )
 
     def _start(self, workers: int, max_tasks: int | None) -> ProcessPoolExecutor:
         """A new pool, checked: workers that cannot even start are a setup problem to raise, not
@@ -246,8 +295,10 @@ class ParserPool:
             executor.submit(os.getpid).result(timeout=300)
         except BrokenProcessPool as exc:
             executor.shutdown(wait=False)
-            raise RuntimeError("parser worker processes could not start (see their traceback "
-                               "above); run with workers=0 to parse in-process") from exc
+            raise RuntimeError(
+                "parser worker processes could not start (see their traceback "
+                "above); run with workers=0 to parse in-process"
+            ) from exc
         return executor
 
     def _ensure(self) -> ProcessPoolExecutor:
@@ -256,8 +307,9 @@ class ParserPool:
                 self._executor = self._start(self.workers, self._max_tasks)
             return self._executor
 
-    def run(self, uri: str, options: IngestOptions,
-            storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    def run(
+        self, uri: str, options: IngestOptions, storage_options: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Process one file, blocking; never raises for a bad file."""
         if self.workers == 0:  # in-process: for debugging and tiny corpora
             return process_file(uri, options, storage_options)
@@ -274,8 +326,11 @@ class ParserPool:
         try:
             return solo.submit(process_file, uri, options, storage_options).result()
         except BrokenProcessPool:
-            return error_result(uri, "the parser process died on this file (out of memory, or a "
-                                "crash in a native library)", options)
+            return error_result(
+                uri,
+                "the parser process died on this file (out of memory, or a crash in a native library)",
+                options,
+            )
         finally:
             solo.shutdown(wait=True)
 
@@ -301,36 +356,67 @@ class ParserPool:
         self.close()
 
 
-
-def assemble(groups: dict[str, list[FileRef]], results: dict[str, dict[str, Any]],
-             unreadable: list[FileRef]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def assemble(
+    groups: dict[str, list[FileRef]], results: dict[str, dict[str, Any]], unreadable: list[FileRef]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Document and chunk rows from per-content results (sha256 -> process_file result)."""
     documents, chunks = [], []
     for sha, refs in sorted(groups.items(), key=lambda item: item[1][0].uri):
         result, first = results[sha], refs[0]
         doc_id = first.doc_id
-        documents.append({**result["document"], "doc_id": doc_id, "sha256": sha,
-                          "size_bytes": first.size, "source_uri": first.uri,
-                          "source_uris": [r.uri for r in refs], "file_name": first.name})
+        documents.append(
+            {
+                **result["document"],
+                "doc_id": doc_id,
+                "sha256": sha,
+                "size_bytes": first.size,
+                "source_uri": first.uri,
+                "source_uris": [r.uri for r in refs],
+                "file_name": first.name,
+            }
+        )
         for chunk in result["chunks"]:
-            chunks.append({**chunk, "doc_id": doc_id, "chunk_index": chunk["index"],
-                           "chunk_id": f"{doc_id}-{chunk['index']:04d}"})
+            chunks.append(
+                {
+                    **chunk,
+                    "doc_id": doc_id,
+                    "chunk_index": chunk["index"],
+                    "chunk_id": f"{doc_id}-{chunk['index']:04d}",
+                }
+            )
     for ref in unreadable:
-        documents.append({"doc_id": ref.doc_id, "sha256": None, "source_uri": ref.uri,
-                          "source_uris": [ref.uri], "file_name": ref.name, "size_bytes": None,
-                          "n_pages": 0, "n_chars": 0, "method": None, "status": "error",
-                          "error": ref.error, "ocr_pages": [], "warnings": [], "parse_options": None,
-                          "text": ""})
+        documents.append(
+            {
+                "doc_id": ref.doc_id,
+                "sha256": None,
+                "source_uri": ref.uri,
+                "source_uris": [ref.uri],
+                "file_name": ref.name,
+                "size_bytes": None,
+                "n_pages": 0,
+                "n_chars": 0,
+                "method": None,
+                "status": "error",
+                "error": ref.error,
+                "ocr_pages": [],
+                "warnings": [],
+                "parse_options": None,
+                "text": "",
+            }
+        )
     return documents, chunks
 
 
-def to_frames(documents: list[dict[str, Any]],
-              chunks: list[dict[str, Any]]) -> tuple[pl.DataFrame, pl.DataFrame]:
+def to_frames(
+    documents: list[dict[str, Any]], chunks: list[dict[str, Any]]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     import polars as pl
 
     def schema(columns: dict[str, str]) -> dict[str, Any]:
-        return {name: pl.List(getattr(pl, kind[5:-1])) if kind.startswith("List[") else getattr(pl, kind)
-                for name, kind in columns.items()}
+        return {
+            name: pl.List(getattr(pl, kind[5:-1])) if kind.startswith("List[") else getattr(pl, kind)
+            for name, kind in columns.items()
+        }
 
     def frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pl.DataFrame:
         return pl.DataFrame([{k: row[k] for k in columns} for row in rows], schema=schema(columns))
@@ -342,8 +428,10 @@ def write_tables(documents: pl.DataFrame, chunks: pl.DataFrame, out: str) -> dic
     """Write both tables atomically (each file appears whole or not at all)."""
     from ieflow import storage
 
-    paths = {"documents": storage.join(out, "documents.parquet"),
-             "chunks": storage.join(out, "chunks.parquet")}
+    paths = {
+        "documents": storage.join(out, "documents.parquet"),
+        "chunks": storage.join(out, "chunks.parquet"),
+    }
     storage.write_parquet(chunks, paths["chunks"])
     storage.write_parquet(documents, paths["documents"])  # last: its presence marks a full run
     return paths
@@ -366,21 +454,37 @@ class IngestSummary:
         return asdict(self)
 
 
-def summarize(n_files: int, documents: list[dict[str, Any]], chunks: list[dict[str, Any]],
-              seconds_by_uri: dict[str, float], n_parsed: int, seconds: float,
-              outputs: dict[str, str], top: int = 10) -> IngestSummary:
+def summarize(
+    n_files: int,
+    documents: list[dict[str, Any]],
+    chunks: list[dict[str, Any]],
+    seconds_by_uri: dict[str, float],
+    n_parsed: int,
+    seconds: float,
+    outputs: dict[str, str],
+    top: int = 10,
+) -> IngestSummary:
     counts = {status: 0 for status in ("ok", "empty", "error")}
     for row in documents:
         counts[row["status"]] += 1
     pages = {row["source_uri"]: row["n_pages"] for row in documents}
     slowest = sorted(seconds_by_uri.items(), key=lambda item: -item[1])[:top]
     return IngestSummary(
-        n_files=n_files, n_documents=len(documents), n_pages=sum(pages.values()),
-        n_chunks=len(chunks), status_counts=counts, n_parsed=n_parsed, seconds=round(seconds, 2),
+        n_files=n_files,
+        n_documents=len(documents),
+        n_pages=sum(pages.values()),
+        n_chunks=len(chunks),
+        status_counts=counts,
+        n_parsed=n_parsed,
+        seconds=round(seconds, 2),
         slowest=[{"uri": uri, "seconds": round(s, 3), "pages": pages.get(uri, 0)} for uri, s in slowest],
-        errors=[{"uri": row["source_uri"], "error": row["error"] or ""}
-                for row in documents if row["status"] == "error"],
-        outputs=outputs)
+        errors=[
+            {"uri": row["source_uri"], "error": row["error"] or ""}
+            for row in documents
+            if row["status"] == "error"
+        ],
+        outputs=outputs,
+    )
 
 
 def summary_markdown(summary: IngestSummary, max_errors: int = 50) -> str:
@@ -389,15 +493,22 @@ def summary_markdown(summary: IngestSummary, max_errors: int = 50) -> str:
 
     counts = summary.status_counts
     lines = [
-        "# Ingest summary", "",
+        "# Ingest summary",
+        "",
         "| files | documents | pages | chunks | ok | empty | error | parsed now | seconds |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| {summary.n_files} | {summary.n_documents} | {summary.n_pages} | {summary.n_chunks} | "
         f"{counts.get('ok', 0)} | {counts.get('empty', 0)} | {counts.get('error', 0)} | "
-        f"{summary.n_parsed} | {summary.seconds} |", "",
-        "## Slowest files", "", "| file | seconds | pages |", "|---|---:|---:|",
-        *(f"| {cell(s['uri'])} | {s['seconds']} | {s['pages']} |" for s in summary.slowest), "",
-        f"## Errors ({len(summary.errors)})", "",
+        f"{summary.n_parsed} | {summary.seconds} |",
+        "",
+        "## Slowest files",
+        "",
+        "| file | seconds | pages |",
+        "|---|---:|---:|",
+        *(f"| {cell(s['uri'])} | {s['seconds']} | {s['pages']} |" for s in summary.slowest),
+        "",
+        f"## Errors ({len(summary.errors)})",
+        "",
     ]
     if summary.errors:
         lines += ["| file | reason |", "|---|---|"]
@@ -428,14 +539,27 @@ def load_previous(out: str, fingerprint: str) -> dict[str, dict[str, Any]]:
     for row in chunks.sort("doc_id", "chunk_index").iter_rows(named=True):
         row["index"] = row["chunk_index"]
         by_doc.setdefault(row["doc_id"], []).append(row)
-    return {row["sha256"]: {"document": row, "chunks": by_doc.get(row["doc_id"], []), "seconds": 0.0,
-                            "transient": False} for row in docs.iter_rows(named=True)}
+    return {
+        row["sha256"]: {
+            "document": row,
+            "chunks": by_doc.get(row["doc_id"], []),
+            "seconds": 0.0,
+            "transient": False,
+        }
+        for row in docs.iter_rows(named=True)
+    }
 
 
-def run_ingest(source: str, out: str, *, options: IngestOptions | None = None,
-               workers: int | None = None, storage_options: dict[str, Any] | None = None,
-               reuse_previous: bool = True,
-               on_result: Callable[[str, dict[str, Any]], None] | None = None) -> IngestSummary:
+def run_ingest(
+    source: str,
+    out: str,
+    *,
+    options: IngestOptions | None = None,
+    workers: int | None = None,
+    storage_options: dict[str, Any] | None = None,
+    reuse_previous: bool = True,
+    on_result: Callable[[str, dict[str, Any]], None] | None = None,
+) -> IngestSummary:
     """The whole ingest in plain Python (the Prefect flow composes the same pieces)."""
     started = time.perf_counter()
     options = options or IngestOptions()
@@ -449,8 +573,7 @@ def run_ingest(source: str, out: str, *, options: IngestOptions | None = None,
         todo = [sha for sha in groups if sha not in results]
         # Biggest first: a large file started last would leave the other workers idle at the end.
         todo.sort(key=lambda sha: -(groups[sha][0].size or 0))
-        jobs = {sha: threads.submit(pool.run, groups[sha][0].uri, options, storage_options)
-                for sha in todo}
+        jobs = {sha: threads.submit(pool.run, groups[sha][0].uri, options, storage_options) for sha in todo}
         for sha, job in jobs.items():
             results[sha] = job.result()
             seconds[groups[sha][0].uri] = results[sha]["seconds"]
@@ -458,5 +581,4 @@ def run_ingest(source: str, out: str, *, options: IngestOptions | None = None,
                 on_result(groups[sha][0].uri, results[sha])
     documents, chunks = assemble(groups, results, unreadable)
     outputs = write_tables(*to_frames(documents, chunks), out)
-    return summarize(len(refs), documents, chunks, seconds, len(todo),
-                     time.perf_counter() - started, outputs)
+    return summarize(len(refs), documents, chunks, seconds, len(todo), time.perf_counter() - started, outputs)

@@ -48,12 +48,18 @@ def check_model(model: str) -> str:
     except Exception:  # litellm raises BadRequestError with a multi-line banner
         raise ConfigError(
             f"unknown model {model!r}: litellm cannot tell its provider; "
-            "prefix it with one, e.g. 'openai/<name>' or 'ollama/<name>'") from None
+            "prefix it with one, e.g. 'openai/<name>' or 'ollama/<name>'"
+        ) from None
     return provider
 
 
-def check_api_key(model: str, provider: str, api_base: str | None, api_key_env: str | None,
-                  api_key_secret: str | None = None) -> None:
+def check_api_key(
+    model: str,
+    provider: str,
+    api_base: str | None,
+    api_key_env: str | None,
+    api_key_secret: str | None = None,
+) -> None:
     if provider == "local":
         return
     if api_key_secret:
@@ -64,7 +70,8 @@ def check_api_key(model: str, provider: str, api_base: str | None, api_key_env: 
     if api_key_env:
         if not os.environ.get(api_key_env):
             raise ConfigError(
-                f"missing API key: environment variable {api_key_env} is not set (model {model})")
+                f"missing API key: environment variable {api_key_env} is not set (model {model})"
+            )
         return
     import litellm
 
@@ -76,8 +83,10 @@ def check_api_key(model: str, provider: str, api_base: str | None, api_key_env: 
     if api_base:  # a given endpoint satisfies the *_API_BASE variables
         missing = [k for k in missing if not k.endswith(("_API_BASE", "_BASE_URL"))]
     if missing:
-        raise ConfigError(f"missing API key for model {model!r}: set {', '.join(missing)} "
-                          "(or name another variable with api_key_env)")
+        raise ConfigError(
+            f"missing API key for model {model!r}: set {', '.join(missing)} "
+            "(or name another variable with api_key_env)"
+        )
 
 
 def check_endpoint(api_base: str, timeout_s: float = 3.0) -> None:
@@ -130,9 +139,16 @@ def check_labels(labels_path: str | Path, schema: dict) -> None:
         raise ConfigError(f"labels file {path} holds no usable rows")
 
 
-def preflight(model: str, api_base: str | None = None, api_key_env: str | None = None,
-              schema_path: str | Path | None = None, labels_path: str | Path | None = None,
-              *, api_key_secret: str | None = None, endpoint_timeout_s: float = 3.0) -> None:
+def preflight(
+    model: str,
+    api_base: str | None = None,
+    api_key_env: str | None = None,
+    schema_path: str | Path | None = None,
+    labels_path: str | Path | None = None,
+    *,
+    api_key_secret: str | None = None,
+    endpoint_timeout_s: float = 3.0,
+) -> None:
     """Raise ConfigError (one line) on the first problem found; cheap checks first."""
     schema = check_schema(schema_path) if schema_path is not None else None
     if labels_path is not None:

@@ -157,11 +157,17 @@ class Registry:
         while version is None:
             number = max(self._numbers(name), default=0) + 1
             candidate = ProgramVersion(
-                name=name, version=number, hash=program.hash, program=program.to_dict(),
-                scores=scores or {}, cost=cost or {}, lineage=lineage or {},
+                name=name,
+                version=number,
+                hash=program.hash,
+                program=program.to_dict(),
+                scores=scores or {},
+                cost=cost or {},
+                lineage=lineage or {},
                 source_run=source_run or {"kind": "cli", "user": current_user()},
-                dataset=dataset, note=note,
-            )  # fmt: skip
+                dataset=dataset,
+                note=note,
+            )
             # Two writers racing for the same number: the loser sees the file and takes the next.
             if _create_new(self._version_url(name, number), candidate.to_dict()):
                 version = candidate
@@ -207,13 +213,23 @@ class Registry:
     # -- internals ----------------------------------------------------------------------------
 
     def _set_champion(
-        self, name: str, target: ProgramVersion, action: str, reason: str, by: str | None,
+        self,
+        name: str,
+        target: ProgramVersion,
+        action: str,
+        reason: str,
+        by: str | None,
         state: dict[str, Any],
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> dict[str, Any]:
         entry = {
-            "at": now(), "action": action, "version": target.version, "hash": target.hash,
-            "previous": state.get("champion"), "reason": reason, "by": by or current_user(),
-        }  # fmt: skip
+            "at": now(),
+            "action": action,
+            "version": target.version,
+            "hash": target.hash,
+            "previous": state.get("champion"),
+            "reason": reason,
+            "by": by or current_user(),
+        }
         new_state = {
             "ieflow_registry": FORMAT,
             "name": name,

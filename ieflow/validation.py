@@ -27,8 +27,14 @@ from typing import Any
 
 from ieflow.schema import is_nullable, kind_of, resolve, top_level_fields, types_of
 
-_PY_TYPES = {"string": ["str"], "number": ["int", "float"], "integer": ["int"], "boolean": ["bool"],
-             "array": ["list"], "object": ["dict"]}
+_PY_TYPES = {
+    "string": ["str"],
+    "number": ["int", "float"],
+    "integer": ["int"],
+    "boolean": ["bool"],
+    "array": ["list"],
+    "object": ["dict"],
+}
 _DATE = r"^\d{4}-\d{2}-\d{2}$"
 _FORMAT_REGEX = {
     "date": _DATE,
@@ -85,8 +91,7 @@ def schema_expectations(schema: dict[str, Any]) -> list[ExpectationSpec]:
             add("expect_column_values_to_be_null", f"extra:{where}", table)
         required = set(node.get("required") or [])
         for name, sub in (node.get("properties") or {}).items():
-            walk_field(resolve(schema, sub), f"{prefix}{name}", table,
-                       always and name in required)
+            walk_field(resolve(schema, sub), f"{prefix}{name}", table, always and name in required)
 
     def walk_field(node: dict[str, Any], path: str, table: str, present: bool) -> None:
         kinds = [t for t in types_of(node) if t != "null"]
@@ -103,12 +108,15 @@ def schema_expectations(schema: dict[str, Any]) -> list[ExpectationSpec]:
         if kind in ("scalar_array", "object_array"):
             low, high = node.get("minItems"), node.get("maxItems")
             if low is not None or high is not None:
-                add("expect_column_values_to_be_between", f"len:{path}", table, min_value=low,
-                    max_value=high)
+                add("expect_column_values_to_be_between", f"len:{path}", table, min_value=low, max_value=high)
             items = resolve(schema, node["items"]) if isinstance(node.get("items"), dict) else {}
             if kind == "object_array":
-                add("expect_column_values_to_be_in_type_list", f"raw:{path}[]", f"{path}[]",
-                    type_list=["dict"])
+                add(
+                    "expect_column_values_to_be_in_type_list",
+                    f"raw:{path}[]",
+                    f"{path}[]",
+                    type_list=["dict"],
+                )
                 walk_object(items, f"{path}[].", f"{path}[]", True)
             elif items:
                 walk_field(items, f"{path}[]", f"{path}[]", True)
@@ -125,15 +133,24 @@ def schema_expectations(schema: dict[str, Any]) -> list[ExpectationSpec]:
         if fmt in _FORMAT_REGEX:
             add("expect_column_values_to_match_regex", path, table, regex=_FORMAT_REGEX[fmt])
         if fmt == "date":  # the regex checks the shape, strptime the calendar (no 2024-02-30)
-            add("expect_column_values_to_match_strftime_format", path, table,
-                strftime_format="%Y-%m-%d")
+            add("expect_column_values_to_match_strftime_format", path, table, strftime_format="%Y-%m-%d")
         if isinstance(node.get("pattern"), str):
-            out.append(ExpectationSpec(f"expect_column_values_to_match_regex({path}, pattern)",
-                                       "expect_column_values_to_match_regex",
-                                       {"column": path, "regex": node["pattern"]}, table))
+            out.append(
+                ExpectationSpec(
+                    f"expect_column_values_to_match_regex({path}, pattern)",
+                    "expect_column_values_to_match_regex",
+                    {"column": path, "regex": node["pattern"]},
+                    table,
+                )
+            )
         if "minLength" in node or "maxLength" in node:
-            add("expect_column_value_lengths_to_be_between", path, table,
-                min_value=node.get("minLength"), max_value=node.get("maxLength"))
+            add(
+                "expect_column_value_lengths_to_be_between",
+                path,
+                table,
+                min_value=node.get("minLength"),
+                max_value=node.get("maxLength"),
+            )
         bounds = {"min_value": node.get("minimum"), "max_value": node.get("maximum")}
         if "exclusiveMinimum" in node:
             bounds.update(min_value=node["exclusiveMinimum"], strict_min=True)
@@ -271,17 +288,21 @@ def _suite(name: str, specs: list[ExpectationSpec]) -> Any:
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
-    expectations = [ExpectationConfiguration(type=s.type, kwargs=s.kwargs,
-                                             meta={"name": s.name, "source": s.source}).to_domain_obj()
-                    for s in specs]
+    expectations = [
+        ExpectationConfiguration(
+            type=s.type, kwargs=s.kwargs, meta={"name": s.name, "source": s.source}
+        ).to_domain_obj()
+        for s in specs
+    ]
     return gx.ExpectationSuite(name=name, expectations=expectations)
 
 
 class RecordValidator:
     """Validates batches of records against the schema's suite and the user's expectations."""
 
-    def __init__(self, schema: dict[str, Any], expectations: Iterable[ExpectationSpec] = (),
-                 name: str | None = None) -> None:
+    def __init__(
+        self, schema: dict[str, Any], expectations: Iterable[ExpectationSpec] = (), name: str | None = None
+    ) -> None:
         self.schema = schema
         self.name = name or str(schema.get("title") or "records").lower().replace(" ", "_")
         self.specs = [*schema_expectations(schema), *expectations]
@@ -319,12 +340,15 @@ class RecordValidator:
         """Validate a polars DataFrame of records (doc_id plus one column per top-level field,
         structs and lists for nested ones), e.g. a records Parquet file read back."""
         fields = [name for name in top_level_fields(self.schema) if name in df.columns]
-        records = {row["doc_id"]: {k: _jsonable(row[k]) for k in fields}
-                   for row in df.select(["doc_id", *fields]).to_dicts()}
+        records = {
+            row["doc_id"]: {k: _jsonable(row[k]) for k in fields}
+            for row in df.select(["doc_id", *fields]).to_dicts()
+        }
         return self.validate(records)
 
-    def _validate_table(self, table: str, rows: list[dict[str, Any]], report: ValidationReport,
-                        failing: dict[str, set[str]]) -> None:
+    def _validate_table(
+        self, table: str, rows: list[dict[str, Any]], report: ValidationReport, failing: dict[str, set[str]]
+    ) -> None:
         import pandas as pd
 
         suite = self.suite(table)
@@ -332,13 +356,19 @@ class RecordValidator:
         # a user's column that is neither there nor in any row stays absent, so GE reports it.
         known = {"doc_id"} | {s.kwargs["column"] for s in self.specs if s.source == "schema"}
         known |= {key for row in rows for key in row}
-        columns = {s.kwargs[k] for s in self.specs if s.table == table
-                   for k in ("column", "column_A", "column_B") if k in s.kwargs} & known
+        columns = {
+            s.kwargs[k]
+            for s in self.specs
+            if s.table == table
+            for k in ("column", "column_A", "column_B")
+            if k in s.kwargs
+        } & known
         columns.add("doc_id")
         frame = pd.DataFrame({c: pd.Series([r.get(c) for r in rows], dtype=object) for c in sorted(columns)})
         batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
-        result = batch.validate(suite, result_format={"result_format": "COMPLETE",
-                                                      "unexpected_index_column_names": ["doc_id"]})
+        result = batch.validate(
+            suite, result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["doc_id"]}
+        )
         for item in result.results:
             name = (item.expectation_config.meta or {}).get("name") or item.expectation_config.type
             problem = _exception_message(item.exception_info)
@@ -386,8 +416,13 @@ def _trimmed(result: dict[str, Any]) -> dict[str, Any]:
     # COMPLETE results list every failing value; Data Docs need a sample, not thousands.
     for item in result.get("results", []):
         detail = item.get("result") or {}
-        for key in ("unexpected_list", "unexpected_index_list", "partial_unexpected_list",
-                    "partial_unexpected_index_list", "partial_unexpected_counts"):
+        for key in (
+            "unexpected_list",
+            "unexpected_index_list",
+            "partial_unexpected_list",
+            "partial_unexpected_index_list",
+            "partial_unexpected_counts",
+        ):
             if isinstance(detail.get(key), list):
                 detail[key] = detail[key][:_KEEP_FAILURES]
         detail.pop("unexpected_index_query", None)  # a pandas expression listing every index
@@ -397,8 +432,9 @@ def _trimmed(result: dict[str, Any]) -> dict[str, Any]:
 # -- Data Docs -------------------------------------------------------------------------------------
 
 
-def build_data_docs(validator: RecordValidator, results: Iterable[tuple[str, dict[str, Any]]],
-                    directory: str | Path) -> str:
+def build_data_docs(
+    validator: RecordValidator, results: Iterable[tuple[str, dict[str, Any]]], directory: str | Path
+) -> str:
     """Write great-expectations Data Docs (index, one page per (run name, table), the suites) for
     stored results `[(run_name, result_json)]` into a local folder; returns the index path."""
     import great_expectations as gx
@@ -414,11 +450,14 @@ def build_data_docs(validator: RecordValidator, results: Iterable[tuple[str, dic
     directory = Path(directory).resolve()  # GE's site store refuses a relative base_directory
     directory.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="ephemeral")
-    context.add_data_docs_site(site_name="ieflow", site_config={
-        "class_name": "SiteBuilder",
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(directory)},
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-    })
+    context.add_data_docs_site(
+        site_name="ieflow",
+        site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(directory)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
     for table in validator.tables:
         context.suites.add(validator.suite(table))
     loader = ExpectationSuiteValidationResultSchema()
@@ -427,7 +466,9 @@ def build_data_docs(validator: RecordValidator, results: Iterable[tuple[str, dic
         suite_name = result.suite_name
         key = ValidationResultIdentifier(
             expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite_name),
-            run_id=RunIdentifier(run_name=run_name), batch_identifier=run_name)
+            run_id=RunIdentifier(run_name=run_name),
+            batch_identifier=run_name,
+        )
         context.validation_results_store.set(key, result)
     context.build_data_docs(site_names=["ieflow"])
     return str(directory / "index.html")

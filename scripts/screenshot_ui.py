@@ -28,10 +28,18 @@ from typing import Any
 import httpx
 
 CHROME_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-default-apps", "--disable-extensions", "--hide-scrollbars",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--hide-scrollbars",
+]
 
 
 def free_port() -> int:
@@ -50,8 +58,9 @@ class Browser:
             raise SystemExit("error: needs chromium and chromedriver (Debian: chromium chromium-driver)")
         self.profile = tempfile.mkdtemp(prefix="ieflow-chromium-")
         port = free_port()
-        self.driver = subprocess.Popen([driver, f"--port={port}"], stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL)  # fmt: skip
+        self.driver = subprocess.Popen(
+            [driver, f"--port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
         for _ in range(100):
             try:
@@ -77,10 +86,14 @@ class Browser:
 
     def click_text(self, text: str) -> bool:
         """Click the first tab, button or link whose visible text is `text`."""
-        return bool(self.script(
-            "const els=[...document.querySelectorAll('button,a,[role=tab],li,span')];"
-            "const el=els.find(e=>e.textContent.trim()===arguments[0]); if(el){el.click(); return true}"
-            "return false;", text))  # fmt: skip
+        return bool(
+            self.script(
+                "const els=[...document.querySelectorAll('button,a,[role=tab],li,span')];"
+                "const el=els.find(e=>e.textContent.trim()===arguments[0]); if(el){el.click(); return true}"
+                "return false;",
+                text,
+            )
+        )
 
     def screenshot(self, path: Path) -> None:
         data = self.http.get(f"{self.session}/screenshot").json()["value"]
@@ -124,8 +137,9 @@ def subflow_runs(api: httpx.Client, flow_run_id: str) -> list[dict[str, Any]]:
     return [run for child in children for run in [child, *subflow_runs(api, child["id"])]]
 
 
-def capture(browser: Browser, api: httpx.Client, ui: str, label: str, run: dict[str, Any], out: Path,
-            settle: float) -> None:  # fmt: skip
+def capture(
+    browser: Browser, api: httpx.Client, ui: str, label: str, run: dict[str, Any], out: Path, settle: float
+) -> None:
     """The run page on its Artifacts tab, then each artifact on its own page."""
     browser.open(f"{ui}/runs/flow-run/{run['id']}", settle)
     if browser.click_text("Artifacts"):
@@ -141,10 +155,19 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--ui", default="http://127.0.0.1:4200", help="Prefect UI address.")
-    parser.add_argument("--flows", nargs="*", default=["nightly", "nightly-review", "optimize", "extract"],
-                        help="Flows whose latest finished run to capture.")
-    parser.add_argument("--flow-run", action="append", default=[], metavar="ID",
-                        help="Also capture this flow run (and its subflow runs); repeatable.")
+    parser.add_argument(
+        "--flows",
+        nargs="*",
+        default=["nightly", "nightly-review", "optimize", "extract"],
+        help="Flows whose latest finished run to capture.",
+    )
+    parser.add_argument(
+        "--flow-run",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="Also capture this flow run (and its subflow runs); repeatable.",
+    )
     parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
     parser.add_argument("--width", type=int, default=1440)
     parser.add_argument("--height", type=int, default=1500)

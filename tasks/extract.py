@@ -25,22 +25,35 @@ def plan_extract(documents: str, program: str, settings: batch.BatchSettings) ->
     return batch.plan_run(documents, _program(program), settings)
 
 
-@task(name="extract-shard", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10,
-      task_run_name="shard-{shard.shard_id}")
-def extract_shard(documents: str, shard: batch.Shard, program: str,
-                  settings: batch.BatchSettings) -> dict[str, Any]:
+@task(
+    name="extract-shard",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=10,
+    task_run_name="shard-{shard.shard_id}",
+)
+def extract_shard(
+    documents: str, shard: batch.Shard, program: str, settings: batch.BatchSettings
+) -> dict[str, Any]:
     """Extract, validate and write one shard. A retry (after ShardIncomplete: the model stayed
     unavailable past the client's retries) redoes only the documents that have no saved outcome."""
     return batch.run_shard(documents, shard, _program(program), settings)
 
 
 @task(name="finish-extract", cache_policy=NO_CACHE)
-def finish_extract(plan: batch.RunPlan, program: str, settings: batch.BatchSettings,
-                   wall_s: float, failed: dict[str, str], n_processed: int,
-                   data_docs: bool = True) -> dict[str, Any]:
+def finish_extract(
+    plan: batch.RunPlan,
+    program: str,
+    settings: batch.BatchSettings,
+    wall_s: float,
+    failed: dict[str, str],
+    n_processed: int,
+    data_docs: bool = True,
+) -> dict[str, Any]:
     """Sum the shard counts, render Data Docs and store the summary in the manifest."""
-    return batch.finish_run(plan, _program(program), settings, wall_s, failed,
-                            data_docs=data_docs, n_processed=n_processed)
+    return batch.finish_run(
+        plan, _program(program), settings, wall_s, failed, data_docs=data_docs, n_processed=n_processed
+    )
 
 
 def _program(text: str) -> ExtractionProgram:

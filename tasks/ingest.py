@@ -36,8 +36,9 @@ class ContentHashPolicy(CachePolicy):
     after an unrelated code edit, reuse the parse. Bump `PARSER_VERSION` when output changes.
     """
 
-    def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any],
-                    flow_parameters: dict[str, Any], **kwargs: Any) -> str | None:
+    def compute_key(
+        self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
+    ) -> str | None:
         sha256, fingerprint = inputs.get("sha256"), inputs.get("fingerprint")
         if not sha256 or not fingerprint:
             return None  # nothing stable to key on: do not cache
@@ -50,18 +51,28 @@ def discover_files(source: str, storage_options: dict[str, Any] | None = None) -
     return hash_files(discover(source, storage_options=storage_options), storage_options)
 
 
-@task(name="parse-document", cache_policy=ContentHashPolicy(), result_serializer="json",
-      persist_result=True, task_run_name="parse-{sha256:.12}")
-def parse_document(uri: str, sha256: str, fingerprint: str, options: IngestOptions,
-                   pool: ParserPool | None = None, storage_options: dict[str, Any] | None = None,
-                   run_token: str = "") -> dict[str, Any]:
+@task(
+    name="parse-document",
+    cache_policy=ContentHashPolicy(),
+    result_serializer="json",
+    persist_result=True,
+    task_run_name="parse-{sha256:.12}",
+)
+def parse_document(
+    uri: str,
+    sha256: str,
+    fingerprint: str,
+    options: IngestOptions,
+    pool: ParserPool | None = None,
+    storage_options: dict[str, Any] | None = None,
+    run_token: str = "",
+) -> dict[str, Any]:
     """Parse and chunk one document in a worker process; `run_token` marks fresh (uncached) results.
 
     `fingerprint` must be `options.fingerprint()`; it is a parameter so the cache key can be
     computed without re-deriving it (a slow salted hash when a password is set).
     """
-    result = pool.run(uri, options, storage_options) if pool else process_file(uri, options,
-                                                                                storage_options)
+    result = pool.run(uri, options, storage_options) if pool else process_file(uri, options, storage_options)
     if result.get("transient"):
         # Raising keeps a possibly passing error (a vanished file, a time limit on a busy machine)
         # out of the cache; the flow turns it into an error row.
@@ -74,8 +85,9 @@ class TransientParseError(Exception):
 
 
 @task(name="write-tables", cache_policy=NO_CACHE)
-def write_ingest_tables(documents: list[dict[str, Any]], chunks: list[dict[str, Any]],
-                        out: str) -> dict[str, str]:
+def write_ingest_tables(
+    documents: list[dict[str, Any]], chunks: list[dict[str, Any]], out: str
+) -> dict[str, str]:
     from ieflow.ingest import to_frames
 
     return write_tables(*to_frames(documents, chunks), out)

@@ -41,8 +41,9 @@ def _stem(uri: str) -> str:
     return Path(str(uri).split("?")[0]).stem
 
 
-def match_documents(doc_ids: list[str], label_files: dict[str, str], frame: pl.DataFrame,
-                    extra: str | None) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:  # fmt: skip
+def match_documents(
+    doc_ids: list[str], label_files: dict[str, str], frame: pl.DataFrame, extra: str | None
+) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
     """Join labels to ingested documents: by doc_id, else by the label's `file`, else by file stem.
 
     Ingest names a document by its content hash, while labels usually name it after its file
@@ -67,8 +68,11 @@ def match_documents(doc_ids: list[str], label_files: dict[str, str], frame: pl.D
     how: Counter[str] = Counter()
     for doc_id in doc_ids:
         file_name = Path(label_files[doc_id]).name if doc_id in label_files else None
-        for way, row in (("doc_id", by_id.get(doc_id)), ("file", by_name.get(file_name or "\0")),
-                         ("file stem", by_stem.get(doc_id))):  # fmt: skip
+        for way, row in (
+            ("doc_id", by_id.get(doc_id)),
+            ("file", by_name.get(file_name or "\0")),
+            ("file stem", by_stem.get(doc_id)),
+        ):
             if row is not None:
                 digest = next((str(row[c]) for c in HASH_COLUMNS if row.get(c)), None)
                 matched[doc_id] = {"document_id": str(row["doc_id"]), "sha256": digest}
@@ -79,8 +83,13 @@ def match_documents(doc_ids: list[str], label_files: dict[str, str], frame: pl.D
     return matched, dict(how)
 
 
-def read_inputs(labels_path: str, schema_path: str | None, documents_path: str | None,
-                previous_path: str | None, stratify_by: str | None = None) -> dict[str, Any]:  # fmt: skip
+def read_inputs(
+    labels_path: str,
+    schema_path: str | None,
+    documents_path: str | None,
+    previous_path: str | None,
+    stratify_by: str | None = None,
+) -> dict[str, Any]:
     """Everything the assignment needs, as plain JSON-able data."""
     labels_file, schema_file = resolve_label_paths(labels_path, schema_path)
     schema = load_schema(schema_file)
@@ -120,8 +129,15 @@ def _stratum_value(key: str, record: dict[str, Any], document: dict[str, Any] | 
     return None
 
 
-def plan_splits(inputs: dict[str, Any], *, seed: int, ratios: dict[str, float], stratify_by: str | None,
-                respect_existing: bool, keep_previous: bool) -> dict[str, Any]:  # fmt: skip
+def plan_splits(
+    inputs: dict[str, Any],
+    *,
+    seed: int,
+    ratios: dict[str, float],
+    stratify_by: str | None,
+    respect_existing: bool,
+    keep_previous: bool,
+) -> dict[str, Any]:
     """Assign splits to the labelled documents; returns the rows and a summary."""
     records: dict[str, dict[str, Any]] = inputs["records"]
     documents: dict[str, dict[str, Any]] | None = inputs["documents"]
@@ -134,8 +150,9 @@ def plan_splits(inputs: dict[str, Any], *, seed: int, ratios: dict[str, float], 
             raise ValueError(f"stratify_by={stratify_by!r} is neither a record field nor a documents column")
     strata = (
         {d: _stratum_value(stratify_by, records[d], (documents or {}).get(d)) for d in doc_ids}
-        if stratify_by else None
-    )  # fmt: skip
+        if stratify_by
+        else None
+    )
     existing: dict[str, str] = {}
     origin: dict[str, str] = {}
     if keep_previous:
@@ -145,8 +162,9 @@ def plan_splits(inputs: dict[str, Any], *, seed: int, ratios: dict[str, float], 
         for d, split in inputs["label_splits"].items():
             existing[d], origin[d] = split, "labels"
     existing = {d: s for d, s in existing.items() if d in records}
-    assigned = assign_splits(doc_ids, seed=seed, ratios=ratios, content_hashes=hashes, strata=strata,
-                             existing=existing)  # fmt: skip
+    assigned = assign_splits(
+        doc_ids, seed=seed, ratios=ratios, content_hashes=hashes, strata=strata, existing=existing
+    )
     kept_hashes = {hashes[d] for d in existing if hashes.get(d)}
 
     def how(doc_id: str) -> str:
@@ -157,10 +175,14 @@ def plan_splits(inputs: dict[str, Any], *, seed: int, ratios: dict[str, float], 
         return "stratified" if strata is not None else "hash"
 
     rows = [
-        {"doc_id": d, "split": s, "assigned_by": how(d),
-         "document_id": ((documents or {}).get(d) or {}).get("document_id")}
+        {
+            "doc_id": d,
+            "split": s,
+            "assigned_by": how(d),
+            "document_id": ((documents or {}).get(d) or {}).get("document_id"),
+        }
         for d, s in assigned.items()
-    ]  # fmt: skip
+    ]
     leaks = find_leaks(assigned, hashes)
     by_stratum: dict[str, Counter[str]] = {}
     if strata is not None:
@@ -194,8 +216,13 @@ def summary_markdown(summary: dict[str, Any], output: str) -> str:
     ]
     if summary["by_stratum"]:
         names = sorted({s for counts in summary["by_stratum"].values() for s in counts})
-        lines += ["", f"## By {summary['stratify_by']}", "", "| value | " + " | ".join(names) + " |",
-                  "|---|" + "---|" * len(names)]  # fmt: skip
+        lines += [
+            "",
+            f"## By {summary['stratify_by']}",
+            "",
+            "| value | " + " | ".join(names) + " |",
+            "|---|" + "---|" * len(names),
+        ]
         for value, counts in sorted(summary["by_stratum"].items()):
             lines.append(f"| {value[:60]} | " + " | ".join(str(counts.get(n, 0)) for n in names) + " |")
     if summary["leaks"]:

@@ -23,8 +23,9 @@ from ieflow.lm.fake_server import FakeLMServer
 
 ROOT = Path(__file__).resolve().parents[1]
 PO = ROOT / "data" / "purchase_orders"
-GOLD = {json.loads(line)["doc_id"]: json.loads(line)
-        for line in (PO / "labels.jsonl").read_text().splitlines()}
+GOLD = {
+    json.loads(line)["doc_id"]: json.loads(line) for line in (PO / "labels.jsonl").read_text().splitlines()
+}
 KEY_ENV = "IEFLOW_TEST_FAKE_KEY"
 
 
@@ -61,8 +62,15 @@ def make_documents(path: Path, docs: dict[str, str]) -> str:
         source = doc_id.split("#")[0]
         text = (PO / GOLD[source]["file"]).read_text(encoding="utf-8")
         status = "error" if marker == "INGEST-ERROR" else "ok"
-        rows.append({"doc_id": doc_id, "sha256": f"sha-{doc_id}", "text": f"[{source}] {marker}\n{text}",
-                     "status": status, "error": "PDF is corrupt" if status == "error" else None})
+        rows.append(
+            {
+                "doc_id": doc_id,
+                "sha256": f"sha-{doc_id}",
+                "text": f"[{source}] {marker}\n{text}",
+                "status": status,
+                "error": "PDF is corrupt" if status == "error" else None,
+            }
+        )
     pl.DataFrame(rows).write_parquet(path)
     return str(path)
 
@@ -79,8 +87,16 @@ def _api_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def settings(out: Path, server: FakeLMServer, **changes: Any) -> BatchSettings:
-    values = {"output_dir": str(out), "shard_size": 3, "concurrency": 4, "api_base": server.base_url,
-              "api_key_env": KEY_ENV, "use_lm_cache": False, "max_retries": 1, **changes}
+    values = {
+        "output_dir": str(out),
+        "shard_size": 3,
+        "concurrency": 4,
+        "api_base": server.base_url,
+        "api_key_env": KEY_ENV,
+        "use_lm_cache": False,
+        "max_retries": 1,
+        **changes,
+    }
     return BatchSettings(**values)
 
 
@@ -105,12 +121,27 @@ def test_plans_are_stable_and_an_output_folder_holds_one_run(tmp_path: Path, ser
 
 def test_every_document_lands_once_in_records_or_quarantine(tmp_path: Path, server: FakeLMServer) -> None:
     rules = tmp_path / "expectations.json"
-    rules.write_text(json.dumps([{"type": "expect_column_values_to_be_between",
-                                  "kwargs": {"column": "total", "max_value": 50000},
-                                  "meta": {"name": "total within budget"}}]))
-    markers = {"po-1001#a": "", "po-1002#b": "", "po-1003#c": "", "po-1001#d": "BAD-DATE",
-               "po-1002#e": "NO-PO-NUMBER", "po-1003#f": "MALFORMED", "po-1001#g": "OVER-BUDGET",
-               "po-1002#h": "INGEST-ERROR"}
+    rules.write_text(
+        json.dumps(
+            [
+                {
+                    "type": "expect_column_values_to_be_between",
+                    "kwargs": {"column": "total", "max_value": 50000},
+                    "meta": {"name": "total within budget"},
+                }
+            ]
+        )
+    )
+    markers = {
+        "po-1001#a": "",
+        "po-1002#b": "",
+        "po-1003#c": "",
+        "po-1001#d": "BAD-DATE",
+        "po-1002#e": "NO-PO-NUMBER",
+        "po-1003#f": "MALFORMED",
+        "po-1001#g": "OVER-BUDGET",
+        "po-1002#h": "INGEST-ERROR",
+    }
     docs = make_documents(tmp_path / "docs.parquet", markers)
     out = tmp_path / "out"
     summary = run_batch(docs, program(server), settings(out, server, expectations=str(rules)))
@@ -121,17 +152,25 @@ def test_every_document_lands_once_in_records_or_quarantine(tmp_path: Path, serv
     why = {row["doc_id"]: row for row in quarantine.iter_rows(named=True)}
     assert why["po-1001#d"]["reason"] == "validation_failed"
     assert why["po-1001#d"]["failed_expectations"] == [
-        "expect_column_values_to_match_strftime_format(po_date)"]
+        "expect_column_values_to_match_strftime_format(po_date)"
+    ]
     assert "po_date" in why["po-1001#d"]["errors"][0]  # the client's own schema problem, kept too
-    assert why["po-1002#e"]["failed_expectations"] == ["expect_column_values_to_be_null(missing:)",
-                                                       "expect_column_values_to_not_be_null(raw:po_number)"]
+    assert why["po-1002#e"]["failed_expectations"] == [
+        "expect_column_values_to_be_null(missing:)",
+        "expect_column_values_to_not_be_null(raw:po_number)",
+    ]
     assert json.loads(why["po-1002#e"]["record_json"])["total"] == 2351.44
     assert why["po-1003#f"]["reason"] == "parse_error"
     assert why["po-1003#f"]["raw"] == '{"po_number": "PO-1", "po_date": '
     assert why["po-1001#g"]["failed_expectations"] == ["total within budget"]
     assert why["po-1002#h"]["reason"] == "document_error" and "corrupt" in why["po-1002#h"]["errors"][0]
-    assert summary["quarantined_by_reason"] == {"validation_failed": 3, "parse_error": 1, "lm_error": 0,
-                                                "document_error": 1, "prompt_leak": 0}
+    assert summary["quarantined_by_reason"] == {
+        "validation_failed": 3,
+        "parse_error": 1,
+        "lm_error": 0,
+        "document_error": 1,
+        "prompt_leak": 0,
+    }
     # Typed columns: structs for objects, lists of structs for arrays of objects, real dates.
     assert records.schema["po_date"] == pl.Date
     assert isinstance(records.schema["buyer"], pl.Struct)
@@ -175,9 +214,15 @@ def test_a_retry_redoes_only_the_documents_the_model_failed(tmp_path: Path, serv
 
 
 def test_typed_values_and_what_cannot_be_stored() -> None:
-    schema = {"type": "object", "properties": {
-        "when": {"type": ["string", "null"], "format": "date"},
-        "n": {"type": "integer"}, "any": {}, "tags": {"type": "array", "items": {"type": "string"}}}}
+    schema = {
+        "type": "object",
+        "properties": {
+            "when": {"type": ["string", "null"], "format": "date"},
+            "n": {"type": "integer"},
+            "any": {},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
+    }
     assert batch.polars_dtype(schema, schema["properties"]["any"]) == pl.String
     value = {"when": "2024-01-02", "n": 3, "any": {"a": 1}, "tags": ["x"]}
     typed, problem = batch.coerce_record(schema, value)
@@ -199,11 +244,18 @@ def test_kill_9_mid_run_then_restart_writes_every_document_once(tmp_path: Path) 
         f"program = load_program({str(ROOT / 'schemas/purchase_order.json')!r}, model='openai/po')\n"
         f"conf = BatchSettings(output_dir={str(out)!r}, shard_size=40, concurrency=8, api_base=sys.argv[1],\n"
         f"                     api_key_env={KEY_ENV!r}, use_lm_cache=False, flush_every=8)\n"
-        f"print(run_batch({docs!r}, program, conf, parallel_shards=2)['n_records'])\n")
+        f"print(run_batch({docs!r}, program, conf, parallel_shards=2)['n_records'])\n"
+    )
     # 0.1 s per answer keeps a shard busy for about half a second: time for the kill to land inside it.
     with FakeLMServer(latency_s=0.1, answer=answer) as srv:
-        child = subprocess.Popen([sys.executable, str(script), srv.base_url], cwd=ROOT, env=os.environ,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        child = subprocess.Popen(
+            [sys.executable, str(script), srv.base_url],
+            cwd=ROOT,
+            env=os.environ,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # kill mid-shard: one shard done, another one staging
             done = {p.parent.name.removeprefix("shard=") for p in out.glob("records/shard=*/part.parquet")}
@@ -219,8 +271,14 @@ def test_kill_9_mid_run_then_restart_writes_every_document_once(tmp_path: Path) 
         # must still write every document once, and the accounting below still holds.
         assert 1 <= len(done) < n // 40, "the kill came too late to test a restart"
         requests_before = srv.stats.requests
-        finished = subprocess.run([sys.executable, str(script), srv.base_url], cwd=ROOT, env=os.environ,
-                                  capture_output=True, text=True, timeout=300)
+        finished = subprocess.run(
+            [sys.executable, str(script), srv.base_url],
+            cwd=ROOT,
+            env=os.environ,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert finished.returncode == 0, finished.stderr[-2000:]
         redone = srv.stats.requests - requests_before
     records, quarantine = batch.read_outputs(str(out))

@@ -19,8 +19,14 @@ from ieflow.champion import (
 )
 
 
-def card(score: float, tokens: float = 400.0, usd: float = 0.0, program: str = "p", n: int = 10,
-         fields: dict | None = None) -> Scorecard:  # fmt: skip
+def card(
+    score: float,
+    tokens: float = 400.0,
+    usd: float = 0.0,
+    program: str = "p",
+    n: int = 10,
+    fields: dict | None = None,
+) -> Scorecard:
     return Scorecard(program, score, fields or {"date": score, "total": score}, n, tokens, usd)
 
 
@@ -93,8 +99,16 @@ def test_report_shows_fields_cost_decision_and_reason() -> None:
     champion = card(0.70, fields={"date": 0.4, "total": 1.0}, program="a")
     challenger = card(0.85, tokens=410, fields={"date": 0.7, "total": 1.0}, program="b")
     decision = decide(champion, challenger, Policy(0.02, 0.1))
-    text = decision_markdown("receipts", decision, champion, challenger, champion_version=3,
-                             challenger_version=4, new_label_count=12, policy=Policy(0.02, 0.1))  # fmt: skip
+    text = decision_markdown(
+        "receipts",
+        decision,
+        champion,
+        challenger,
+        champion_version=3,
+        challenger_version=4,
+        new_label_count=12,
+        policy=Policy(0.02, 0.1),
+    )
     assert "**Promoted challenger v4** (was v3)" in text and "Why: challenger scores 0.850" in text
     assert "| date | 0.40 | 0.70 | +0.30 |" in text and "| total | 1.00 | 1.00 | 0 |" in text
     assert "| tokens | 400 | 410 | +2% |" in text and "cost (USD)" not in text
@@ -138,9 +152,16 @@ def test_nightly_promotes_on_new_labels_and_replays_from_caches(
         seed = ExtractionProgram.from_schema(SCHEMA, model=server.model_name("student"), name="receipts")
         registry.register("receipts", seed, dataset=str(data))
         registry.write_state("receipts", "nightly", {"labels_seen": label_snapshot(data)})
-        params = NightlyParams(registry=str(tmp_path / "registry"), min_new_labels=4, margin=0.05,
-                               max_cost_increase=0.5, max_metric_calls=40, work_dir=str(tmp_path / "work"),
-                               reflection_model=server.model_name("reflector"), seed=1)  # fmt: skip
+        params = NightlyParams(
+            registry=str(tmp_path / "registry"),
+            min_new_labels=4,
+            margin=0.05,
+            max_cost_increase=0.5,
+            max_metric_calls=40,
+            work_dir=str(tmp_path / "work"),
+            reflection_model=server.model_name("reflector"),
+            seed=1,
+        )
 
         quiet = nightly(params)["receipts"]
         assert quiet["decision"] == "not_enough_labels" and server.stats.requests == 0

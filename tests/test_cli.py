@@ -42,8 +42,17 @@ def test_the_cli_hides_only_the_cancelled_pool_reset_at_server_shutdown() -> Non
 def test_a_bad_parameter_is_one_error_line_and_exit_status_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    code = _run_cli(monkeypatch, "extract", str(tmp_path), "--program", str(SCHEMA),
-                    "--output-dir", str(tmp_path / "out"), "--shard-size", "0")
+    code = _run_cli(
+        monkeypatch,
+        "extract",
+        str(tmp_path),
+        "--program",
+        str(SCHEMA),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--shard-size",
+        "0",
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error: ") and "shard_size" in err and "Traceback" not in err
@@ -55,10 +64,26 @@ def test_an_unreachable_endpoint_stops_the_flow_with_one_line_and_no_traceback(t
     (tmp_path / "docs" / "receipt.txt").write_text("TOTAL 12.50\n")
     env = os.environ | {"OPENAI_API_KEY": "not-used", "PREFECT_HOME": str(tmp_path / "prefect")}
     done = subprocess.run(
-        [sys.executable, "-m", "ieflow.cli", "extract", str(tmp_path / "docs"), "--program", str(SCHEMA),
-         "--output-dir", str(tmp_path / "out"), "--model", "openai/gpt-4o-mini",
-         "--api-base", "http://127.0.0.1:9/v1"],
-        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "ieflow.cli",
+            "extract",
+            str(tmp_path / "docs"),
+            "--program",
+            str(SCHEMA),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--model",
+            "openai/gpt-4o-mini",
+            "--api-base",
+            "http://127.0.0.1:9/v1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
     )
     output = done.stdout + done.stderr
     assert done.returncode == 2, output

@@ -98,8 +98,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory, lm: FakeLMServer) -> Iterato
 
     def spawn(name: str, *args: str) -> subprocess.Popen:
         with open(logs[name], "w") as log:
-            process = subprocess.Popen([PREFECT, *args], cwd=ROOT, env=env, stdout=log,
-                                       stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+            process = subprocess.Popen(
+                [PREFECT, *args],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         processes.append(process)
         return process
 
@@ -115,8 +121,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory, lm: FakeLMServer) -> Iterato
             assert server.poll() is None, f"server exited:\n{tail(logs['server'])}"
             assert time.monotonic() < deadline, f"server not healthy:\n{tail(logs['server'])}"
             time.sleep(1)
-        subprocess.run([PREFECT, "work-pool", "create", "ieflow-process", "--type", "process"], cwd=ROOT,
-                       env=env, check=True, capture_output=True, timeout=120)  # fmt: skip
+        subprocess.run(
+            [PREFECT, "work-pool", "create", "ieflow-process", "--type", "process"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         deploy = spawn("deploy", "--no-prompt", "deploy", "--all")
         assert deploy.wait(300) == 0, f"prefect deploy --all failed:\n{tail(logs['deploy'])}"
         spawn("worker", "worker", "start", "--pool", "ieflow-process", "--type", "process")
@@ -174,12 +186,21 @@ def test_extract_run_from_the_api(stack: dict[str, Any], tmp_path: Path) -> None
     documents = tmp_path / "documents.parquet"
     pl.DataFrame(rows).write_parquet(documents)
     out = tmp_path / "out"
-    flow_run = run(stack, "extract/extract", {
-        "documents": str(documents), "program": str(ROOT / "schemas" / "purchase_order.json"),
-        "output_dir": str(out), "shard_size": 2, "model": stack["lm"].model_name("po"),
-        "api_base": stack["lm"].base_url, "api_key_env": KEY_ENV, "use_lm_cache": False,
-        "data_docs": False,
-    })  # fmt: skip
+    flow_run = run(
+        stack,
+        "extract/extract",
+        {
+            "documents": str(documents),
+            "program": str(ROOT / "schemas" / "purchase_order.json"),
+            "output_dir": str(out),
+            "shard_size": 2,
+            "model": stack["lm"].model_name("po"),
+            "api_base": stack["lm"].base_url,
+            "api_key_env": KEY_ENV,
+            "use_lm_cache": False,
+            "data_docs": False,
+        },
+    )
     from ieflow import batch
 
     records, quarantine = batch.read_outputs(str(out))
@@ -204,11 +225,20 @@ def test_nightly_run_from_the_api_promotes_the_challenger(stack: dict[str, Any],
     registry = Registry(tmp_path / "registry")
     seed = ExtractionProgram.from_schema(SCHEMA, model=lm.model_name("student"), name="receipts")
     registry.register("receipts", seed, dataset=str(data))  # no nightly state yet: all 16 labels are new
-    flow_run = run(stack, "nightly/nightly", {
-        "registry": str(tmp_path / "registry"), "min_new_labels": 4, "margin": 0.05, "max_metric_calls": 40,
-        "max_cost_increase": 0.5,  # the fix (a date rule) adds ~16% prompt tokens
-        "reflection_model": lm.model_name("reflector"), "work_dir": str(tmp_path / "work"), "seed": 1,
-    })  # fmt: skip
+    flow_run = run(
+        stack,
+        "nightly/nightly",
+        {
+            "registry": str(tmp_path / "registry"),
+            "min_new_labels": 4,
+            "margin": 0.05,
+            "max_metric_calls": 40,
+            "max_cost_increase": 0.5,  # the fix (a date rule) adds ~16% prompt tokens
+            "reflection_model": lm.model_name("reflector"),
+            "work_dir": str(tmp_path / "work"),
+            "seed": 1,
+        },
+    )
     champion = registry.champion("receipts")
     assert champion.version == 2 and "day-first" in champion.load_program().components["field:date"]
     assert champion.source_run["flow_run_name"] == "review-receipts"

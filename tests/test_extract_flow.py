@@ -44,8 +44,15 @@ def documents(tmp_path: Path) -> str:
     for i in range(7):
         label = LABELS[i % 3]
         text = (PO / label["file"]).read_text(encoding="utf-8")
-        rows.append({"doc_id": f"doc-{i}", "sha256": f"s{i}", "status": "ok", "error": None,
-                     "text": ("BAD-DATE\n" if i == 6 else "") + text})
+        rows.append(
+            {
+                "doc_id": f"doc-{i}",
+                "sha256": f"s{i}",
+                "status": "ok",
+                "error": None,
+                "text": ("BAD-DATE\n" if i == 6 else "") + text,
+            }
+        )
     path = tmp_path / "documents.parquet"
     pl.DataFrame(rows).write_parquet(path)
     return str(path)
@@ -54,9 +61,18 @@ def documents(tmp_path: Path) -> str:
 def params(documents: str, out: Path, server: FakeLMServer, **changes: Any) -> Any:
     from flows.extract import ExtractParams
 
-    values = {"documents": documents, "program": str(ROOT / "schemas" / "purchase_order.json"),
-              "output_dir": str(out), "shard_size": 3, "concurrency": 4, "model": server.model_name("po"),
-              "api_base": server.base_url, "api_key_env": KEY_ENV, "use_lm_cache": False, **changes}
+    values = {
+        "documents": documents,
+        "program": str(ROOT / "schemas" / "purchase_order.json"),
+        "output_dir": str(out),
+        "shard_size": 3,
+        "concurrency": 4,
+        "model": server.model_name("po"),
+        "api_base": server.base_url,
+        "api_key_env": KEY_ENV,
+        "use_lm_cache": False,
+        **changes,
+    }
     return ExtractParams(**values)
 
 
@@ -72,8 +88,13 @@ def artifacts(key: str) -> list[Any]:
         )
 
 
-def test_flow_extracts_reports_and_restarts(prefect_harness: None, server: FakeLMServer, documents: str,
-                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_flow_extracts_reports_and_restarts(
+    prefect_harness: None,
+    server: FakeLMServer,
+    documents: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from flows.extract import extract
 
     monkeypatch.setenv(KEY_ENV, "fake")
@@ -100,8 +121,9 @@ def test_flow_extracts_reports_and_restarts(prefect_harness: None, server: FakeL
     assert server.stats.requests == before and again["n_processed"] == 0 and again["n_records"] == 6
 
 
-def test_flow_ingests_a_folder_on_the_way(prefect_harness: None, server: FakeLMServer, tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_flow_ingests_a_folder_on_the_way(
+    prefect_harness: None, server: FakeLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from flows.extract import extract
 
     monkeypatch.setenv(KEY_ENV, "fake")
@@ -113,12 +135,18 @@ def test_flow_ingests_a_folder_on_the_way(prefect_harness: None, server: FakeLMS
     assert sorted(records["po_number"]) == sorted(label["record"]["po_number"] for label in LABELS)
 
 
-def test_flow_on_a_dask_cluster(prefect_harness: None, server: FakeLMServer, documents: str,
-                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_flow_on_a_dask_cluster(
+    prefect_harness: None,
+    server: FakeLMServer,
+    documents: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from flows.extract import extract
 
     monkeypatch.setenv(KEY_ENV, "fake")  # before the cluster starts: its workers inherit it
     out = tmp_path / "out"
-    summary = extract(params(documents, out, server, task_runner="dask", dask_workers=1,
-                             parallel_shards=2, data_docs=False))
+    summary = extract(
+        params(documents, out, server, task_runner="dask", dask_workers=1, parallel_shards=2, data_docs=False)
+    )
     assert summary["status"] == "complete" and summary["n_records"] == 6 and summary["n_quarantined"] == 1

@@ -179,9 +179,14 @@ def test_one_format_proposal_covers_every_field_printed_the_same_way(tmp_path) -
     date = {"type": ["string", "null"], "format": "date"}
     schema = {"type": "object", "properties": {"start": date, "end": date, "note": {"type": "string"}}}
     program = ExtractionProgram.from_schema(schema, model="scripted/lm")
-    docs = [Example(f"d{i}", f"Flight 0{i + 1}/1{i}/2020 to 0{i + 1}/2{i}/2020. Note x{i}",
-                    {"start": f"2020-0{i + 1}-1{i}", "end": f"2020-0{i + 1}-2{i}", "note": f"x{i}"})
-            for i in range(4)]
+    docs = [
+        Example(
+            f"d{i}",
+            f"Flight 0{i + 1}/1{i}/2020 to 0{i + 1}/2{i}/2020. Note x{i}",
+            {"start": f"2020-0{i + 1}-1{i}", "end": f"2020-0{i + 1}-2{i}", "note": f"x{i}"},
+        )
+        for i in range(4)
+    ]
     run = OptimizerRun("gepa", program, docs, docs, Budget(), tmp_path)
     parent = Candidate(0, program, [], "seed", 0, {}, 0.0)
     gepa = make_gepa(tmp_path)

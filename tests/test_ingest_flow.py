@@ -17,11 +17,18 @@ from ieflow.ingest import IngestOptions, ParserPool, process_file, run_ingest
 from tests.test_ingest_parse import BAD, make_blank_pdf, make_pdf
 
 BAD_REASONS = {
-    "corrupt.pdf": "PDF is corrupt", "truncated.pdf": "PDF is truncated", "junk.pdf": "not a PDF",
-    "empty.txt": "file is empty", "zero_pages.pdf": "PDF has no pages", "latin1.txt": "not UTF-8",
-    "notes.xyz": "unsupported file type", "encrypted.pdf": "needs a password",
-    "binary.txt": "binary content", "broken.docx": "not a readable DOCX",
-    "broken.png": "not a readable image", "huge.pdf": "over the page limit of 50",
+    "corrupt.pdf": "PDF is corrupt",
+    "truncated.pdf": "PDF is truncated",
+    "junk.pdf": "not a PDF",
+    "empty.txt": "file is empty",
+    "zero_pages.pdf": "PDF has no pages",
+    "latin1.txt": "not UTF-8",
+    "notes.xyz": "unsupported file type",
+    "encrypted.pdf": "needs a password",
+    "binary.txt": "binary content",
+    "broken.docx": "not a readable DOCX",
+    "broken.png": "not a readable image",
+    "huge.pdf": "over the page limit of 50",
 }
 
 
@@ -29,9 +36,14 @@ def build_corpus(root: Path) -> Path:
     """Good documents (one duplicated under a second name), the bad corpus and a long PDF."""
     corpus = root / "corpus"
     (corpus / "sub").mkdir(parents=True)
-    (corpus / "nda.pdf").write_bytes(make_pdf(
-        ["MUTUAL NON-DISCLOSURE AGREEMENT\nBetween ACME Inc. and Bob Ltd.",
-         "This agreement is governed by the laws of Oregon."]))
+    (corpus / "nda.pdf").write_bytes(
+        make_pdf(
+            [
+                "MUTUAL NON-DISCLOSURE AGREEMENT\nBetween ACME Inc. and Bob Ltd.",
+                "This agreement is governed by the laws of Oregon.",
+            ]
+        )
+    )
     (corpus / "sub" / "copy-of-nda.pdf").write_bytes((corpus / "nda.pdf").read_bytes())
     (corpus / "receipt.txt").write_text("SHOP SDN BHD\nTOTAL 12.00\n")
     (corpus / "page.html").write_text("<h1>Invoice 7</h1><p>The customer agreed to pay 30 EUR.</p>")
@@ -48,8 +60,9 @@ def options(**overrides: Any) -> IngestOptions:
     return IngestOptions(max_pages=50, target_tokens=64, overlap_tokens=8, **overrides)
 
 
-def check_outputs(out: Path, corpus: Path, n_good: int = 3,
-                  reasons: dict[str, str] = BAD_REASONS) -> tuple[pl.DataFrame, pl.DataFrame]:
+def check_outputs(
+    out: Path, corpus: Path, n_good: int = 3, reasons: dict[str, str] = BAD_REASONS
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     docs = pl.read_parquet(out / "documents.parquet")
     chunks = pl.read_parquet(out / "chunks.parquet")
     names = set(docs["file_name"])
@@ -68,7 +81,7 @@ def check_outputs(out: Path, corpus: Path, n_good: int = 3,
     assert set(chunks["doc_id"]) == ok_ids
     texts = dict(zip(docs["doc_id"], docs["text"], strict=True))
     for row in chunks.iter_rows(named=True):
-        assert texts[row["doc_id"]][row["char_start"]:row["char_end"]] == row["text"]
+        assert texts[row["doc_id"]][row["char_start"] : row["char_end"]] == row["text"]
         assert row["n_tokens"] <= 64
     return docs, chunks
 
@@ -129,8 +142,10 @@ def test_fsspec_url_source_and_output() -> None:
         summary = run_ingest("memory://ieflow-test/corpus", "memory://ieflow-test/out", workers=0)
         assert summary.status_counts == {"ok": 2, "empty": 0, "error": 0}
         docs = storage.read_parquet("memory://ieflow-test/out/documents.parquet")
-        assert sorted(docs["source_uri"]) == ["memory:///ieflow-test/corpus/a.txt",
-                                              "memory:///ieflow-test/corpus/sub/b.pdf"]
+        assert sorted(docs["source_uri"]) == [
+            "memory:///ieflow-test/corpus/a.txt",
+            "memory:///ieflow-test/corpus/sub/b.pdf",
+        ]
         assert "A PDF kept in memory." in docs.filter(pl.col("file_name") == "b.pdf")["text"][0]
     finally:
         fs.rm("/ieflow-test", recursive=True)
@@ -183,8 +198,19 @@ def test_cli_function(tmp_path: Path) -> None:
     app = typer.Typer()
     app.command()(ingest_command)
     corpus = build_corpus(tmp_path)
-    result = CliRunner().invoke(app, [str(corpus), "--out", str(tmp_path / "out"), "--workers", "0",
-                                      "--max-pages", "50", "--fail-on-error"])
+    result = CliRunner().invoke(
+        app,
+        [
+            str(corpus),
+            "--out",
+            str(tmp_path / "out"),
+            "--workers",
+            "0",
+            "--max-pages",
+            "50",
+            "--fail-on-error",
+        ],
+    )
     assert result.exit_code == 1, result.output  # the bad corpus has errors
     assert (tmp_path / "out" / "documents.parquet").exists()
     assert "Ingest summary" in result.output
@@ -201,14 +227,23 @@ def test_ingest_flow(tmp_path: Path, prefect_harness: None) -> None:
     from flows.ingest import IngestParams, ingest
 
     corpus, out = build_corpus(tmp_path), tmp_path / "out"
-    (corpus / "locked.pdf").write_bytes(make_pdf(["Payroll: 1,234,567"], password="hunter22",
-                                                 user_password="hunter22"))
-    params = IngestParams(source=str(corpus), out=str(out), workers=2, max_pages=50,
-                          target_tokens=64, overlap_tokens=8, pdf_password="hunter22",
-                          cache_dir=str(tmp_path / "cache"))
+    (corpus / "locked.pdf").write_bytes(
+        make_pdf(["Payroll: 1,234,567"], password="hunter22", user_password="hunter22")
+    )
+    params = IngestParams(
+        source=str(corpus),
+        out=str(out),
+        workers=2,
+        max_pages=50,
+        target_tokens=64,
+        overlap_tokens=8,
+        pdf_password="hunter22",
+        cache_dir=str(tmp_path / "cache"),
+    )
     summary = ingest(params)
-    docs, _ = check_outputs(out, corpus, n_good=4,
-                            reasons={**BAD_REASONS, "encrypted.pdf": "password given is wrong"})
+    docs, _ = check_outputs(
+        out, corpus, n_good=4, reasons={**BAD_REASONS, "encrypted.pdf": "password given is wrong"}
+    )
     locked = docs.filter(pl.col("file_name") == "locked.pdf")
     assert locked["status"][0] == "ok" and "1,234,567" in locked["text"][0]
     assert summary["status_counts"] == {"ok": 4, "empty": 0, "error": len(BAD_REASONS)}

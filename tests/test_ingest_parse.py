@@ -31,9 +31,15 @@ needs_tesseract = pytest.mark.skipif(not tesseract_available(), reason="tesserac
 def make_pdf(pages: list[str], *, password: str | None = None, user_password: str = "") -> bytes:
     """A small PDF with a real text layer (Helvetica, one text line per input line)."""
     writer = PdfWriter()
-    font = writer._add_object(DictionaryObject({
-        NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
-        NameObject("/BaseFont"): NameObject("/Helvetica")}))
+    font = writer._add_object(
+        DictionaryObject(
+            {
+                NameObject("/Type"): NameObject("/Font"),
+                NameObject("/Subtype"): NameObject("/Type1"),
+                NameObject("/BaseFont"): NameObject("/Helvetica"),
+            }
+        )
+    )
     for text in pages:
         page = writer.add_blank_page(612, 792)
         ops = []
@@ -44,7 +50,8 @@ def make_pdf(pages: list[str], *, password: str | None = None, user_password: st
         stream.set_data("\n".join(ops).encode("latin-1"))
         page[NameObject("/Contents")] = writer._add_object(stream)
         page[NameObject("/Resources")] = DictionaryObject(
-            {NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})})
+            {NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})}
+        )
     if password is not None:
         writer.encrypt(user_password=user_password, owner_password=password, algorithm="AES-128")
     buffer = io.BytesIO()
@@ -82,33 +89,39 @@ def write(tmp_path: Path, name: str, data: bytes | str) -> Path:
 
 
 def test_pdf_pages_text_and_offsets(tmp_path: Path) -> None:
-    path = write(tmp_path, "a.pdf", make_pdf(["NDA between ACME and Bob.\nSigned 1 March 2020.",
-                                              "Governed by the laws of Oregon."]))
+    path = write(
+        tmp_path,
+        "a.pdf",
+        make_pdf(["NDA between ACME and Bob.\nSigned 1 March 2020.", "Governed by the laws of Oregon."]),
+    )
     doc = parse_file(path)
     assert (doc.status, doc.method, doc.error, doc.n_pages) == ("ok", "text_layer", None, 2)
     assert doc.pages[0].splitlines() == ["NDA between ACME and Bob.", "Signed 1 March 2020."]
     assert doc.text == PAGE_SEPARATOR.join(doc.pages)
     for offset, page in zip(doc.page_offsets, doc.pages, strict=True):
-        assert doc.text[offset:offset + len(page)] == page
+        assert doc.text[offset : offset + len(page)] == page
     assert doc.page_at(doc.text.index("Oregon")) == 2
     assert doc.sha256 is not None and doc.doc_id == doc.sha256[:16]
     assert parse_file(path).to_dict() == doc.to_dict()  # deterministic
     assert ParsedDocument.from_dict(doc.to_dict()) == doc
 
 
-@pytest.mark.parametrize(("name", "reason"), [
-    ("corrupt.pdf", "PDF is corrupt"),
-    ("truncated.pdf", "PDF is truncated"),
-    ("junk.pdf", "not a PDF"),
-    ("empty.txt", "file is empty"),
-    ("zero_pages.pdf", "PDF has no pages"),
-    ("latin1.txt", "not UTF-8"),
-    ("notes.xyz", "unsupported file type '.xyz'"),
-    ("encrypted.pdf", "needs a password"),
-    ("binary.txt", "binary content"),
-    ("broken.docx", "not a readable DOCX"),
-    ("broken.png", "not a readable image"),
-])
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("corrupt.pdf", "PDF is corrupt"),
+        ("truncated.pdf", "PDF is truncated"),
+        ("junk.pdf", "not a PDF"),
+        ("empty.txt", "file is empty"),
+        ("zero_pages.pdf", "PDF has no pages"),
+        ("latin1.txt", "not UTF-8"),
+        ("notes.xyz", "unsupported file type '.xyz'"),
+        ("encrypted.pdf", "needs a password"),
+        ("binary.txt", "binary content"),
+        ("broken.docx", "not a readable DOCX"),
+        ("broken.png", "not a readable image"),
+    ],
+)
 def test_bad_files_become_error_rows(name: str, reason: str) -> None:
     doc = parse_file(BAD / name)
     assert doc.status == "error"
@@ -173,7 +186,7 @@ def test_plain_text_is_kept_verbatim(tmp_path: Path) -> None:
     assert (doc.method, doc.status) == ("plain", "ok")
     assert doc.text == raw.replace("\r\n", "\n")
     assert [e.text for e in doc.elements] == ["SHOP SDN BHD\nTOTAL 12.00", "Thank you"]
-    assert all(doc.text[e.char_start:e.char_end] == e.text for e in doc.elements)
+    assert all(doc.text[e.char_start : e.char_end] == e.text for e in doc.elements)
     utf16 = parse_file(write(tmp_path, "u.txt", "Grüße\n".encode("utf-16")))
     assert utf16.text == "Grüße\n"
     paged = parse_file(write(tmp_path, "p.txt", "one\fTwo"))
@@ -196,17 +209,17 @@ def _docx(tmp_path: Path) -> Path:
 def test_unstructured_formats_offline(tmp_path: Path, kind: str) -> None:
     sources = {
         "html": "<html><body><h1>Mutual NDA</h1><p>The parties agree to keep the information "
-                "confidential.</p></body></html>",
+        "confidential.</p></body></html>",
         "md": "# Mutual NDA\n\nThe parties agree to keep the information confidential.\n",
         "eml": "From: alice@example.com\nTo: bob@example.com\nSubject: Mutual NDA\n"
-               "Content-Type: text/plain; charset=utf-8\n\nThe parties agree to keep the "
-               "information confidential.\n",
+        "Content-Type: text/plain; charset=utf-8\n\nThe parties agree to keep the "
+        "information confidential.\n",
     }
     path = _docx(tmp_path) if kind == "docx" else write(tmp_path, f"a.{kind}", sources[kind])
     doc = parse_file(path)
     assert (doc.status, doc.method, doc.error) == ("ok", "unstructured", None)
     assert "The parties agree to keep the information confidential." in doc.text
-    assert all(doc.text[e.char_start:e.char_end] == e.text for e in doc.elements)
+    assert all(doc.text[e.char_start : e.char_end] == e.text for e in doc.elements)
     categories = [e.category for e in doc.elements]
     assert "NarrativeText" in categories  # the offline verb tagger at work
     if kind == "eml":
@@ -235,8 +248,7 @@ def test_ocr_image_and_scanned_pdf(tmp_path: Path) -> None:
     assert "OCR" in (parse_file(tmp_path / "scan.png", ocr=False).error or "")
 
 
-def test_failed_ocr_of_one_page_keeps_the_document(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_ocr_of_one_page_keeps_the_document(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from PIL import Image
 
     from ieflow.documents import ocr
@@ -279,7 +291,7 @@ def test_chunks_have_exact_provenance_and_bounded_size(tmp_path: Path) -> None:
     covered = set()
     for index, chunk in enumerate(chunks):
         assert chunk.index == index and chunk.chunk_id == f"{doc.doc_id}-{index:04d}"
-        assert doc.text[chunk.char_start:chunk.char_end] == chunk.text
+        assert doc.text[chunk.char_start : chunk.char_end] == chunk.text
         assert chunk.n_tokens == count_tokens(chunk.text) <= 200
         assert chunk.page_start == doc.page_at(chunk.char_start)
         assert chunk.page_end == doc.page_at(chunk.char_end - 1)
@@ -287,7 +299,7 @@ def test_chunks_have_exact_provenance_and_bounded_size(tmp_path: Path) -> None:
     assert all(i in covered for i, ch in enumerate(doc.text) if not ch.isspace())
     for before, after in itertools.pairwise(chunks):
         assert before.char_start < after.char_start < before.char_end  # overlapping, moving on
-        assert count_tokens(doc.text[after.char_start:before.char_end]) <= 30
+        assert count_tokens(doc.text[after.char_start : before.char_end]) <= 30
         assert doc.text[after.char_start - 1] == "\n"  # overlap starts at a line start here
     assert chunk_document(doc, target_tokens=200, overlap_tokens=30) == chunks
     no_overlap = chunk_document(doc, target_tokens=200, overlap_tokens=0)

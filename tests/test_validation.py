@@ -22,8 +22,10 @@ from ieflow.validation import (
 
 ROOT = Path(__file__).resolve().parents[1]
 PO_SCHEMA = load_schema(ROOT / "schemas" / "purchase_order.json")
-GOLD = {json.loads(line)["doc_id"]: json.loads(line)["record"]
-        for line in (ROOT / "data" / "purchase_orders" / "labels.jsonl").read_text().splitlines()}
+GOLD = {
+    json.loads(line)["doc_id"]: json.loads(line)["record"]
+    for line in (ROOT / "data" / "purchase_orders" / "labels.jsonl").read_text().splitlines()
+}
 
 
 @pytest.fixture(scope="module")
@@ -88,37 +90,59 @@ def test_each_violation_is_named_on_its_own_document(validator: RecordValidator)
     report = validator.validate(records)
     failures = report.row_failures
     assert failures["bad-date"] == ["expect_column_values_to_match_strftime_format(po_date)"]
-    assert failures["bad-item"] == ["expect_column_values_to_be_between(line_items[].quantity)",
-                                    "expect_column_values_to_be_in_set(line_items[].unit)"]
-    assert failures["bad-shape"] == ["expect_column_values_to_be_in_set(currency)",
-                                     "expect_column_values_to_be_in_type_list(raw:subtotal)",
-                                     "expect_column_values_to_be_null(extra:)",
-                                     "expect_column_values_to_be_null(missing:)"]
+    assert failures["bad-item"] == [
+        "expect_column_values_to_be_between(line_items[].quantity)",
+        "expect_column_values_to_be_in_set(line_items[].unit)",
+    ]
+    assert failures["bad-shape"] == [
+        "expect_column_values_to_be_in_set(currency)",
+        "expect_column_values_to_be_in_type_list(raw:subtotal)",
+        "expect_column_values_to_be_null(extra:)",
+        "expect_column_values_to_be_null(missing:)",
+    ]
     assert "expect_column_values_to_not_be_null(raw:po_number)" in failures["not-an-object"]
     assert "ok" not in failures
     assert report.counts["expect_column_values_to_be_null(missing:)"] == 2
 
 
 def test_a_wrong_type_does_not_break_range_or_format_checks() -> None:
-    schema = {"type": "object", "properties": {
-        "when": {"type": ["string", "null"], "format": "date"},
-        "amount": {"type": ["number", "null"], "minimum": 0}}}
-    report = RecordValidator(schema).validate({"a": {"when": 20240101, "amount": "12"},
-                                               "b": {"when": "2024-01-01", "amount": 3}})
+    schema = {
+        "type": "object",
+        "properties": {
+            "when": {"type": ["string", "null"], "format": "date"},
+            "amount": {"type": ["number", "null"], "minimum": 0},
+        },
+    }
+    report = RecordValidator(schema).validate(
+        {"a": {"when": 20240101, "amount": "12"}, "b": {"when": "2024-01-01", "amount": 3}}
+    )
     assert report.errors == []
-    assert report.row_failures == {"a": ["expect_column_values_to_be_in_type_list(raw:amount)",
-                                         "expect_column_values_to_be_in_type_list(raw:when)"]}
+    assert report.row_failures == {
+        "a": [
+            "expect_column_values_to_be_in_type_list(raw:amount)",
+            "expect_column_values_to_be_in_type_list(raw:when)",
+        ]
+    }
 
 
 def test_user_expectations_from_a_file(tmp_path: Path) -> None:
     path = tmp_path / "expectations.json"
-    path.write_text(json.dumps([
-        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "total", "max_value": 2000},
-         "meta": {"name": "total under 2000"}},
-        {"expectation_type": "expect_column_values_to_be_between",
-         "kwargs": {"column": "line_items[].unit_price", "max_value": 100}},
-        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "no_such_column"}},
-    ]))
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "type": "expect_column_values_to_be_between",
+                    "kwargs": {"column": "total", "max_value": 2000},
+                    "meta": {"name": "total under 2000"},
+                },
+                {
+                    "expectation_type": "expect_column_values_to_be_between",
+                    "kwargs": {"column": "line_items[].unit_price", "max_value": 100},
+                },
+                {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "no_such_column"}},
+            ]
+        )
+    )
     specs = load_expectations(path)
     assert [s.table for s in specs] == ["", "line_items[]", ""]
     assert specs[1].name == "expect_column_values_to_be_between(line_items[].unit_price, max_value=100)"
@@ -134,8 +158,13 @@ def test_user_expectations_from_a_file(tmp_path: Path) -> None:
 def test_bad_user_expectations_are_refused() -> None:
     with pytest.raises(ValueError, match="'type' must name"):
         load_expectations([{"kwargs": {"column": "total"}}])
-    twice = [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "total"},
-              "meta": {"name": "same"}}] * 2
+    twice = [
+        {
+            "type": "expect_column_values_to_not_be_null",
+            "kwargs": {"column": "total"},
+            "meta": {"name": "same"},
+        }
+    ] * 2
     with pytest.raises(ValueError, match="unique"):
         RecordValidator(PO_SCHEMA, load_expectations(twice))
 
@@ -174,8 +203,9 @@ def test_data_docs_render_offline(tmp_path: Path, validator: RecordValidator) ->
     assert "XXX" in text and "currency" in text
 
 
-def test_data_docs_under_a_relative_output_folder(tmp_path: Path, validator: RecordValidator,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_data_docs_under_a_relative_output_folder(
+    tmp_path: Path, validator: RecordValidator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`ieflow demo` writes under runs/demo: GE's site store takes only absolute folders."""
     monkeypatch.chdir(tmp_path)
     report = validator.validate(GOLD)

@@ -51,8 +51,9 @@ def count_tokens(text: str) -> int:
     return len(TOKEN_RE.findall(text))
 
 
-def chunk_document(parsed: ParsedDocument, *, target_tokens: int = 512,
-                   overlap_tokens: int = 64) -> list[Chunk]:
+def chunk_document(
+    parsed: ParsedDocument, *, target_tokens: int = 512, overlap_tokens: int = 64
+) -> list[Chunk]:
     """Chunks of an "ok" document (none for empty or failed ones), in text order."""
     if target_tokens < 1 or not 0 <= overlap_tokens < target_tokens:
         raise ValueError("need target_tokens >= 1 and 0 <= overlap_tokens < target_tokens")
@@ -62,12 +63,17 @@ def chunk_document(parsed: ParsedDocument, *, target_tokens: int = 512,
     starts = [match.start() for match in TOKEN_RE.finditer(text)]
     n = len(starts)
     titles = sorted({e.char_start for e in parsed.elements if e.category == "Title"})
-    paragraphs = sorted({e.char_start for e in parsed.elements}
-                        | {m.end() for m in _PARAGRAPH_STARTS.finditer(text)})
+    paragraphs = sorted(
+        {e.char_start for e in parsed.elements} | {m.end() for m in _PARAGRAPH_STARTS.finditer(text)}
+    )
     # Ordered best first; each is a sorted list of positions where a new chunk may begin.
-    levels = [titles, parsed.page_offsets[1:], paragraphs,
-              [m.end() for m in _SENTENCE_STARTS.finditer(text)],
-              [m.end() for m in _LINE_STARTS.finditer(text)]]
+    levels = [
+        titles,
+        parsed.page_offsets[1:],
+        paragraphs,
+        [m.end() for m in _SENTENCE_STARTS.finditer(text)],
+        [m.end() for m in _LINE_STARTS.finditer(text)],
+    ]
     page_offsets = parsed.page_offsets
     doc_id = parsed.doc_id or "doc"
     chunks: list[Chunk] = []
@@ -117,8 +123,7 @@ def _at(positions: list[int], position: int) -> bool:
     return index < len(positions) and positions[index] == position
 
 
-def _emit(chunks: list[Chunk], text: str, page_offsets: list[int], doc_id: str, begin: int,
-          end: int) -> None:
+def _emit(chunks: list[Chunk], text: str, page_offsets: list[int], doc_id: str, begin: int, end: int) -> None:
     while begin < end and text[begin].isspace():
         begin += 1
     while end > begin and text[end - 1].isspace():
@@ -127,8 +132,15 @@ def _emit(chunks: list[Chunk], text: str, page_offsets: list[int], doc_id: str, 
         return
     piece = text[begin:end]
     index = len(chunks)
-    chunks.append(Chunk(
-        chunk_id=f"{doc_id}-{index:04d}", page_start=max(1, bisect_right(page_offsets, begin)),
-        page_end=max(1, bisect_right(page_offsets, end - 1)), char_start=begin, char_end=end,
-        text=piece, n_tokens=count_tokens(piece), index=index,
-    ))
+    chunks.append(
+        Chunk(
+            chunk_id=f"{doc_id}-{index:04d}",
+            page_start=max(1, bisect_right(page_offsets, begin)),
+            page_end=max(1, bisect_right(page_offsets, end - 1)),
+            char_start=begin,
+            char_end=end,
+            text=piece,
+            n_tokens=count_tokens(piece),
+            index=index,
+        )
+    )

@@ -55,8 +55,7 @@ def ocr_image(image: Image.Image, *, lang: str = "eng", timeout_s: float = OCR_T
     except pytesseract.TesseractError as exc:
         if "Failed loading language" in str(exc):
             raise OcrUnavailable(
-                f"Tesseract has no data for language {lang!r} (Debian: apt-get install "
-                f"tesseract-ocr-{lang})"
+                f"Tesseract has no data for language {lang!r} (Debian: apt-get install tesseract-ocr-{lang})"
             ) from exc
         raise
 
@@ -108,8 +107,9 @@ def largest_image_pixels(page: Any) -> int:
     return max(images_in(resources.get_object() if resources is not None else None, 0), default=0)
 
 
-def render_pdf_page(pdf_bytes: bytes, page_index: int, *, dpi: int = DEFAULT_DPI,
-                    password: str | None = None) -> Image.Image:
+def render_pdf_page(
+    pdf_bytes: bytes, page_index: int, *, dpi: int = DEFAULT_DPI, password: str | None = None
+) -> Image.Image:
     """Render one PDF page to an image with pdfium (it handles JBIG2/CCITT scans pypdf cannot)."""
     import pypdfium2 as pdfium
 
@@ -125,8 +125,9 @@ def render_pdf_page(pdf_bytes: bytes, page_index: int, *, dpi: int = DEFAULT_DPI
         document.close()
 
 
-def ocr_pdf_page(pdf_bytes: bytes, page_index: int, pypdf_page: Any, *, lang: str = "eng",
-                 password: str | None = None) -> str:
+def ocr_pdf_page(
+    pdf_bytes: bytes, page_index: int, pypdf_page: Any, *, lang: str = "eng", password: str | None = None
+) -> str:
     """OCR one PDF page: rendered with pdfium when installed, else its largest embedded image."""
     try:
         image = render_pdf_page(pdf_bytes, page_index, password=password)

@@ -38,9 +38,21 @@ Method = Literal["text_layer", "ocr", "unstructured", "plain"]
 Status = Literal["ok", "empty", "error"]
 
 FORMATS = {
-    ".pdf": "pdf", ".docx": "docx", ".html": "html", ".htm": "html", ".xhtml": "html",
-    ".eml": "eml", ".md": "md", ".markdown": "md", ".txt": "text", ".text": "text",
-    ".png": "image", ".jpg": "image", ".jpeg": "image", ".tif": "image", ".tiff": "image",
+    ".pdf": "pdf",
+    ".docx": "docx",
+    ".html": "html",
+    ".htm": "html",
+    ".xhtml": "html",
+    ".eml": "eml",
+    ".md": "md",
+    ".markdown": "md",
+    ".txt": "text",
+    ".text": "text",
+    ".png": "image",
+    ".jpg": "image",
+    ".jpeg": "image",
+    ".tif": "image",
+    ".tiff": "image",
 }
 
 
@@ -129,9 +141,15 @@ def doc_id_for(sha256_hex: str) -> str:
     return sha256_hex[:16]
 
 
-def parse_file(path_or_url: str | Path, *, password: str | None = None,
-               max_pages: int = DEFAULT_MAX_PAGES, ocr: bool = True, ocr_lang: str = "eng",
-               data: bytes | None = None) -> ParsedDocument:
+def parse_file(
+    path_or_url: str | Path,
+    *,
+    password: str | None = None,
+    max_pages: int = DEFAULT_MAX_PAGES,
+    ocr: bool = True,
+    ocr_lang: str = "eng",
+    data: bytes | None = None,
+) -> ParsedDocument:
     """Parse a local path or fsspec URL. Never raises on bad input (see the module docstring).
 
     `data` lets a caller that already holds the bytes skip the read. `max_pages` bounds PDFs and
@@ -253,14 +271,14 @@ def _clean_layout(text: str) -> str:
     return _BLANK_RUNS.sub("\n\n", text).strip("\n")
 
 
-def _parse_pdf(doc: ParsedDocument, data: bytes, *, password: str | None, max_pages: int, ocr: bool,
-               ocr_lang: str) -> None:
+def _parse_pdf(
+    doc: ParsedDocument, data: bytes, *, password: str | None, max_pages: int, ocr: bool, ocr_lang: str
+) -> None:
     from pypdf import PdfReader
     from pypdf.errors import DependencyError
 
     if data[:1024].find(b"%PDF-") < 0:
-        raise ParseError("not a PDF: no %PDF- header at the start (binary junk or another format "
-                         "named .pdf)")
+        raise ParseError("not a PDF: no %PDF- header at the start (binary junk or another format named .pdf)")
     truncated = data[-4096:].find(b"%%EOF") < 0
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
@@ -270,8 +288,11 @@ def _parse_pdf(doc: ParsedDocument, data: bytes, *, password: str | None, max_pa
             except DependencyError as exc:
                 raise ParseError(f"encrypted PDF needs an extra package: {exc}") from exc
             if not ok:
-                raise ParseError("PDF is encrypted and the password given is wrong" if password
-                                 else "PDF is encrypted and needs a password (none given)")
+                raise ParseError(
+                    "PDF is encrypted and the password given is wrong"
+                    if password
+                    else "PDF is encrypted and needs a password (none given)"
+                )
         n_pages = len(reader.pages)
     except ParseError:
         raise
@@ -281,8 +302,9 @@ def _parse_pdf(doc: ParsedDocument, data: bytes, *, password: str | None, max_pa
     if n_pages == 0:
         raise ParseError("PDF has no pages")
     if n_pages > max_pages:
-        raise ParseError(f"PDF has {n_pages} pages, over the page limit of {max_pages} "
-                         "(raise max_pages to parse it)")
+        raise ParseError(
+            f"PDF has {n_pages} pages, over the page limit of {max_pages} (raise max_pages to parse it)"
+        )
     if truncated:
         doc.warnings.append("no %%EOF marker at the end: the file may be truncated")
     pages: list[str] = []
@@ -292,15 +314,15 @@ def _parse_pdf(doc: ParsedDocument, data: bytes, *, password: str | None, max_pa
             text = _page_text(page)
         except Exception as exc:
             hint = " (the file looks truncated)" if truncated else ""
-            raise ParseError(f"page {index + 1} of {n_pages} cannot be read{hint}: "
-                             f"{_describe(exc)}") from exc
+            raise ParseError(f"page {index + 1} of {n_pages} cannot be read{hint}: {_describe(exc)}") from exc
         if len(text.strip()) < MIN_PAGE_CHARS and _ocr.largest_image_pixels(page) >= _ocr.MIN_SCAN_PIXELS:
             if not ocr:
                 no_text_pages.append(index + 1)
             else:
                 try:
-                    text = _clean_layout(_ocr.ocr_pdf_page(data, index, page, lang=ocr_lang,
-                                                           password=password))
+                    text = _clean_layout(
+                        _ocr.ocr_pdf_page(data, index, page, lang=ocr_lang, password=password)
+                    )
                     doc.ocr_pages.append(index + 1)
                 except Exception as exc:  # one unreadable scan must not sink the document's text
                     doc.warnings.append(f"page {index + 1}: OCR failed: {_describe(exc)}")
@@ -365,8 +387,10 @@ def _parse_image(doc: ParsedDocument, data: bytes, *, max_pages: int, ocr: bool,
         raise ParseError(f"not a readable image: {_describe(exc)}") from exc
     if n_frames > max_pages:
         raise ParseError(f"image has {n_frames} pages, over the page limit of {max_pages}")
-    pages = [_clean_layout(_ocr.ocr_image(frame, lang=ocr_lang))
-             for frame in _ocr.image_frames(data, max_frames=max_pages)]
+    pages = [
+        _clean_layout(_ocr.ocr_image(frame, lang=ocr_lang))
+        for frame in _ocr.image_frames(data, max_frames=max_pages)
+    ]
     doc.ocr_pages = list(range(1, len(pages) + 1))
     _set_pages(doc, pages, "ocr")
 
@@ -409,8 +433,12 @@ def _parse_unstructured(doc: ParsedDocument, data: bytes, kind: str) -> None:
 
 def _email_header(metadata: Any) -> str:
     lines = []
-    for label, attr in (("From", "sent_from"), ("To", "sent_to"), ("Subject", "subject"),
-                        ("Date", "last_modified")):
+    for label, attr in (
+        ("From", "sent_from"),
+        ("To", "sent_to"),
+        ("Subject", "subject"),
+        ("Date", "last_modified"),
+    ):
         value = getattr(metadata, attr, None)
         if value:
             lines.append(f"{label}: {', '.join(value) if isinstance(value, list) else value}")
@@ -424,8 +452,7 @@ def _set_elements(doc: ParsedDocument, items: list[tuple[str, str, int]]) -> Non
     page_items: list[list[tuple[str, str]]] = [[] for _ in page_numbers]
     for category, text, page in items:
         page_items[renumber[page] - 1].append((category, text))
-    _set_pages(doc, [PAGE_SEPARATOR.join(text for _, text in group) for group in page_items],
-               "unstructured")
+    _set_pages(doc, [PAGE_SEPARATOR.join(text for _, text in group) for group in page_items], "unstructured")
     for page_no, (offset, group) in enumerate(zip(doc.page_offsets, page_items, strict=True), start=1):
         for category, text in group:
             doc.elements.append(Element(category, text, offset, offset + len(text), page_no))

@@ -245,7 +245,9 @@ def run_chat(alias: str, messages: list[dict], optional_params: dict) -> dict:
 
             raise litellm.ContextWindowExceededError(
                 message=f"{exc}; shorten the prompt (fewer demos, smaller max_input_tokens) or raise "
-                "IEFLOW_N_CTX", model=f"local/{alias}", llm_provider="local"
+                "IEFLOW_N_CTX",
+                model=f"local/{alias}",
+                llm_provider="local",
             ) from exc
 
 

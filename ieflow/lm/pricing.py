@@ -43,14 +43,18 @@ def _register_with_litellm(model: str, price: ModelPrice) -> None:
     import litellm
 
     provider = model.split("/", 1)[0] if "/" in model else "openai"
-    litellm.register_model({model: {
-        "input_cost_per_token": price.input_per_mtok / 1e6,
-        "output_cost_per_token": price.output_per_mtok / 1e6,
-        "cache_creation_input_token_cost": 0.0,
-        "cache_read_input_token_cost": 0.0,
-        "litellm_provider": provider,
-        "mode": "chat",
-    }})
+    litellm.register_model(
+        {
+            model: {
+                "input_cost_per_token": price.input_per_mtok / 1e6,
+                "output_cost_per_token": price.output_per_mtok / 1e6,
+                "cache_creation_input_token_cost": 0.0,
+                "cache_read_input_token_cost": 0.0,
+                "litellm_provider": provider,
+                "mode": "chat",
+            }
+        }
+    )
 
 
 _ENV_PRICES: dict[str, dict[str, ModelPrice]] = {}

@@ -359,8 +359,9 @@ class GEPA(Optimizer):
         tried.extend(f"{parent.program.hash}:{p}" for p in paths)
         program = parent.program.replace(formats={**parent.program.formats, **dict.fromkeys(paths, name)})
         why = "; ".join(f"{p}: {facts[p].text().rstrip('.')}" for p in paths if p in facts) or "no facts"
-        return Proposal(FIELD_PREFIX + path, program, f"format {name} for {', '.join(paths)} ({why})", name,
-                        grounded=True)
+        return Proposal(
+            FIELD_PREFIX + path, program, f"format {name} for {', '.join(paths)} ({why})", name, grounded=True
+        )
 
     def _field_facts(self, run: OptimizerRun) -> dict[str, FieldFacts]:
         """Value-free facts per field computed from the training data (e.g. "printed day-first

@@ -71,7 +71,6 @@ class MIPROv2(Optimizer):
     def slack_calls(self) -> int:
         return self.config.minibatch_size
 
-
     # -- the run -------------------------------------------------------------------------------------
 
     def optimize(self, run: OptimizerRun) -> None:

@@ -163,8 +163,13 @@ def field_facts(program: ExtractionProgram, examples: list[Example]) -> list[Fie
                 if found := date_notation(ex.text, v):
                     notations[found] = notations.get(found, 0) + 1
             ranked = tuple(sorted(notations.items(), key=lambda kv: -kv[1]))
-            fact = replace(fact, is_date=True, notations=ranked, n_dates=len(dates),
-                           date_unit="items" if "[]" in path else "documents")
+            fact = replace(
+                fact,
+                is_date=True,
+                notations=ranked,
+                n_dates=len(dates),
+                date_unit="items" if "[]" in path else "documents",
+            )
         elif {"string", "number", "integer"} & set(kinds):
             present = [(ex, v) for ex, vs in per_doc for v in vs if v not in (None, "", [])]
             if present:
@@ -172,8 +177,9 @@ def field_facts(program: ExtractionProgram, examples: list[Example]) -> list[Fie
                 fact = replace(fact, copied=(copies, len(present)))
             if "number" in kinds and "string" not in kinds:
                 numbers = [(ex, v) for ex, vs in per_doc for v in vs if isinstance(v, int | float)]
-                fact = replace(fact, amounts=(sum(1 for ex, v in numbers if amount_printed(ex.text, v)),
-                                              len(numbers)))
+                fact = replace(
+                    fact, amounts=(sum(1 for ex, v in numbers if amount_printed(ex.text, v)), len(numbers))
+                )
         if fact.phrases():
             facts.append(fact)
     return facts

@@ -36,10 +36,25 @@ INVALID = "invalid"  # not a value of the field's type at all (unparseable, not 
 ERROR_KINDS = (MISSING, EXTRA, FORMAT, WRONG_VALUE, WRONG_ENTITY, PARTIAL, NEAR_MISS, WRONG_COUNT, INVALID)
 
 # Strings small models write instead of JSON null.
-NULL_WORDS = frozenset({
-    "null", "none", "n/a", "na", "nil", "-", "--", "unknown", "not found", "not available",
-    "not specified", "not stated", "not provided", "not applicable", "not mentioned",
-})  # fmt: skip
+NULL_WORDS = frozenset(
+    {
+        "null",
+        "none",
+        "n/a",
+        "na",
+        "nil",
+        "-",
+        "--",
+        "unknown",
+        "not found",
+        "not available",
+        "not specified",
+        "not stated",
+        "not provided",
+        "not applicable",
+        "not mentioned",
+    }
+)
 
 
 class Outcome(NamedTuple):

@@ -87,8 +87,9 @@ def object_sentence(path: str, wrong_feedback: list[str], n_children: int) -> st
     return f"{path}: {len(wrong_feedback)} of {n_children} sub-fields wrong: {join_clauses(wrong_feedback)}."
 
 
-def leaf_sentence(path: str, bad: list[tuple[int, Any]], n_matched: int, n_unmatched_gold: int,
-                  n_unmatched_pred: int) -> str:  # fmt: skip
+def leaf_sentence(
+    path: str, bad: list[tuple[int, Any]], n_matched: int, n_unmatched_gold: int, n_unmatched_pred: int
+) -> str:
     """A sub-field of an array of objects, over the matched items; `bad` holds (gold index, FieldScore)."""
     parts = []
     if bad:
@@ -106,8 +107,15 @@ def leaf_sentence(path: str, bad: list[tuple[int, Any]], n_matched: int, n_unmat
     return f"{path}: {'; '.join(parts)}."
 
 
-def array_sentence(path: str, n_pred: int, n_gold: int, missed: list[Any], n_non_objects: int,
-                   leaf_wrong: dict[str, int], kind: str) -> str:  # fmt: skip
+def array_sentence(
+    path: str,
+    n_pred: int,
+    n_gold: int,
+    missed: list[Any],
+    n_non_objects: int,
+    leaf_wrong: dict[str, int],
+    kind: str,
+) -> str:
     """An array of objects: item counts, a missed item, and which sub-fields were wrong how often."""
     clauses = []
     if n_pred != n_gold:

@@ -180,8 +180,16 @@ class Scorer:
         out[spec.path] = fs
         return fs
 
-    def _wrong(self, spec: C.FieldSpec, score: float, pred: Any, gold: Any, kind: str, hint: str | None,
-               **counts: float) -> FieldScore:  # fmt: skip
+    def _wrong(
+        self,
+        spec: C.FieldSpec,
+        score: float,
+        pred: Any,
+        gold: Any,
+        kind: str,
+        hint: str | None,
+        **counts: float,
+    ) -> FieldScore:
         sentence = F.sentence(spec.path, pred, gold, kind, hint)
         return FieldScore(spec.path, score, pred, gold, kind, sentence, hint=hint, **counts)
 
@@ -307,8 +315,13 @@ class Scorer:
         for path in [p for p in self.paths if p.startswith(spec.path + "[].")]:
             found = [pair_fields[pair][path] for pair in pairs if path in pair_fields[pair]]
             leaf_counts = _prf_counts(sum(fs.score for fs in found), n_pred, n_gold)
-            leaf = FieldScore(path, leaf_counts["f1"], [fs.predicted for fs in found],
-                              [fs.expected for fs in found], **leaf_counts)  # fmt: skip
+            leaf = FieldScore(
+                path,
+                leaf_counts["f1"],
+                [fs.predicted for fs in found],
+                [fs.expected for fs in found],
+                **leaf_counts,
+            )
             if leaf.score < 1.0 - 1e-9:
                 bad = [(j, fs) for (_, j), fs in zip(pairs, found, strict=True) if not fs.correct]
                 leaf_wrong[path] = len(bad)
@@ -328,8 +341,13 @@ class Scorer:
 
     # -- whole-record passes --------------------------------------------------------------------
 
-    def _cross_field_hints(self, fields: dict[str, FieldScore], predicted: dict[str, Any],
-                           gold: dict[str, Any], unknown: list[str]) -> None:  # fmt: skip
+    def _cross_field_hints(
+        self,
+        fields: dict[str, FieldScore],
+        predicted: dict[str, Any],
+        gold: dict[str, Any],
+        unknown: list[str],
+    ) -> None:
         """Say when a wrong value is another field's value, or the field was written under another key."""
         for name, spec in self.specs.items():
             fs = fields[name]

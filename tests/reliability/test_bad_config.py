@@ -30,8 +30,14 @@ def _env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def fails(**kwargs) -> str:
-    args = {"model": "openai/po", "api_base": None, "api_key_env": "IEFLOW_PREFLIGHT_KEY",
-            "schema_path": str(PO_SCHEMA), "labels_path": str(PO / "labels.jsonl"), **kwargs}
+    args = {
+        "model": "openai/po",
+        "api_base": None,
+        "api_key_env": "IEFLOW_PREFLIGHT_KEY",
+        "schema_path": str(PO_SCHEMA),
+        "labels_path": str(PO / "labels.jsonl"),
+        **kwargs,
+    }
     started = time.perf_counter()
     with pytest.raises(ConfigError) as info:
         preflight(**args)
@@ -49,8 +55,13 @@ def free_port() -> int:
 
 
 def test_a_good_configuration_passes(server: FakeLMServer) -> None:
-    preflight(server.model_name("po"), server.base_url, "IEFLOW_PREFLIGHT_KEY", str(PO_SCHEMA),
-              str(PO / "labels.jsonl"))
+    preflight(
+        server.model_name("po"),
+        server.base_url,
+        "IEFLOW_PREFLIGHT_KEY",
+        str(PO_SCHEMA),
+        str(PO / "labels.jsonl"),
+    )
     assert server.stats.requests == 0  # the endpoint check is not a chat request
 
 

@@ -33,8 +33,9 @@ FORK = multiprocessing.get_context("fork")
 
 def _optimize_child(run_dir: str, base_url: str, result_file: str) -> None:
     result = run_gepa(Path(run_dir), base_url)
-    Path(result_file).write_text(json.dumps({"hash": result.best_program.hash,
-                                             "metric_calls": result.usage["metric_calls"]}))
+    Path(result_file).write_text(
+        json.dumps({"hash": result.best_program.hash, "metric_calls": result.usage["metric_calls"]})
+    )
 
 
 def fork(target, *args) -> multiprocessing.Process:
@@ -65,8 +66,14 @@ def lines(path: Path) -> int:
 
 
 def spawn(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=os.environ, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=os.environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 def kill_when(child: subprocess.Popen, ready, deadline_s: float = 60.0) -> bool:
@@ -90,8 +97,9 @@ def test_optimize_killed_at_random_points_resumes_to_the_same_program(tmp_path: 
     litellm.completion(model="openai/student", messages=[{"role": "user", "content": "x"}], mock_response="x")
     outcomes = []
     with FakeLMServer(latency_s=0.05, answer=receipt_models) as server:
-        child = fork(_optimize_child, str(tmp_path / "reference"), server.base_url,
-                     str(tmp_path / "ref.json"))
+        child = fork(
+            _optimize_child, str(tmp_path / "reference"), server.base_url, str(tmp_path / "ref.json")
+        )
         child.join(timeout=120)
         assert child.exitcode == 0
         reference = json.loads((tmp_path / "ref.json").read_text())
@@ -116,8 +124,15 @@ def test_optimize_killed_at_random_points_resumes_to_the_same_program(tmp_path: 
             got = json.loads(result_file.read_text())
             entries = [json.loads(x) for x in ledger.read_text().splitlines() if x.strip()]
             keys = [(e["program"], e["result"]["doc_id"]) for e in entries]
-            outcomes.append({"seed": seed, "killed_after_evaluations": kills, **got,
-                             "ledger_entries": len(keys), "duplicates": len(keys) - len(set(keys))})
+            outcomes.append(
+                {
+                    "seed": seed,
+                    "killed_after_evaluations": kills,
+                    **got,
+                    "ledger_entries": len(keys),
+                    "duplicates": len(keys) - len(set(keys)),
+                }
+            )
             assert kills, f"seed {seed}: no kill landed before the run finished"
             assert got["hash"] == reference["hash"]
             assert got["metric_calls"] == total
@@ -152,16 +167,29 @@ def test_extract_killed_again_and_again_writes_every_document_once(tmp_path: Pat
             wait = rng.randint(5, 60)  # model calls of this attempt before the kill
             child = spawn(args)
             if kill_when(child, lambda b=before, w=wait: server.stats.requests - b >= w):
-                kills.append({"calls_before_kill": server.stats.requests - before,
-                              "shards_done": len(list(out.glob("records/shard=*/part.parquet"))),
-                              "staged_files": len(list(staged.rglob("*.jsonl"))) if staged.exists() else 0})
-        final = subprocess.run([sys.executable, *args], cwd=ROOT, env=os.environ, capture_output=True,
-                               text=True, timeout=180)
+                kills.append(
+                    {
+                        "calls_before_kill": server.stats.requests - before,
+                        "shards_done": len(list(out.glob("records/shard=*/part.parquet"))),
+                        "staged_files": len(list(staged.rglob("*.jsonl"))) if staged.exists() else 0,
+                    }
+                )
+        final = subprocess.run(
+            [sys.executable, *args], cwd=ROOT, env=os.environ, capture_output=True, text=True, timeout=180
+        )
         assert final.returncode == 0, final.stderr[-2000:]
         total_requests = server.stats.requests
     records, quarantine = batch.read_outputs(str(out))
-    print(json.dumps({"kills": kills, "requests": total_requests, "records": len(records),
-                      "quarantined": len(quarantine)}))
+    print(
+        json.dumps(
+            {
+                "kills": kills,
+                "requests": total_requests,
+                "records": len(records),
+                "quarantined": len(quarantine),
+            }
+        )
+    )
     assert len(kills) >= 3
     assert len(records) == n and records["doc_id"].n_unique() == n and len(quarantine) == 0
     assert total_requests < 1.5 * n  # staged work was not redone wholesale

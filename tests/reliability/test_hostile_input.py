@@ -39,14 +39,20 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, "fake")
 
 
-def _run(tmp_path: Path, server: FakeLMServer, rows: list[dict[str, Any]],
-         out: Path) -> tuple[Any, Any, Any]:
+def _run(tmp_path: Path, server: FakeLMServer, rows: list[dict[str, Any]], out: Path) -> tuple[Any, Any, Any]:
     docs = tmp_path / "docs.parquet"
     pl.DataFrame(rows).write_parquet(docs)
     program = load_program(str(PO_SCHEMA), model=server.model_name("po"))
     hash_before = program.hash
-    conf = BatchSettings(output_dir=str(out), shard_size=4, concurrency=4, api_base=server.base_url,
-                         api_key_env=KEY_ENV, use_lm_cache=False, max_retries=1)
+    conf = BatchSettings(
+        output_dir=str(out),
+        shard_size=4,
+        concurrency=4,
+        api_base=server.base_url,
+        api_key_env=KEY_ENV,
+        use_lm_cache=False,
+        max_retries=1,
+    )
     summary = run_batch(str(docs), program, conf)
     assert program.hash == hash_before  # nothing a document says changes the program
     records, quarantine = batch.read_outputs(str(out))
@@ -54,13 +60,21 @@ def _run(tmp_path: Path, server: FakeLMServer, rows: list[dict[str, Any]],
 
 
 def _row(doc_id: str, text: str) -> dict[str, Any]:
-    return {"doc_id": doc_id, "sha256": f"sha-{len(doc_id)}-{hash(doc_id) & 0xffff}", "text": text,
-            "status": "ok", "error": None}
+    return {
+        "doc_id": doc_id,
+        "sha256": f"sha-{len(doc_id)}-{hash(doc_id) & 0xFFFF}",
+        "text": text,
+        "status": "ok",
+        "error": None,
+    }
 
 
 def test_injected_documents_never_yield_off_schema_records(tmp_path: Path) -> None:
-    rows = [_row("clean-1", po_text(PO_IDS[0])), _row("clean-2", po_text(PO_IDS[1])),
-            _row("inj-shape", po_text(PO_IDS[2], f"INJECT-SHAPE {INJECTION}"))]
+    rows = [
+        _row("clean-1", po_text(PO_IDS[0])),
+        _row("clean-2", po_text(PO_IDS[1])),
+        _row("inj-shape", po_text(PO_IDS[2], f"INJECT-SHAPE {INJECTION}")),
+    ]
     with FakeLMServer(answer=gullible) as server:
         summary, records, quarantine = _run(tmp_path, server, rows, tmp_path / "out")
     assert summary["status"] == "complete"
@@ -78,8 +92,10 @@ def test_injected_documents_never_yield_off_schema_records(tmp_path: Path) -> No
 
 
 def test_a_prompt_smuggled_into_a_field_does_not_reach_the_records(tmp_path: Path) -> None:
-    rows = [_row("clean-1", po_text(PO_IDS[0])),
-            _row("inj-field", po_text(PO_IDS[1], f"INJECT-FIELD {INJECTION}"))]
+    rows = [
+        _row("clean-1", po_text(PO_IDS[0])),
+        _row("inj-field", po_text(PO_IDS[1], f"INJECT-FIELD {INJECTION}")),
+    ]
     with FakeLMServer(answer=gullible) as server:
         _, records, quarantine = _run(tmp_path, server, rows, tmp_path / "out")
     program = load_program(str(PO_SCHEMA))
@@ -103,13 +119,22 @@ def test_an_injection_in_training_documents_never_becomes_the_program(tmp_path: 
         prompt = messages[-1]["content"]
         return INJECTION if "IGNORE THE INSTRUCTIONS" in prompt else "Copy the value exactly as printed."
 
-    train = [Example(e.doc_id, e.text.replace("TOTAL", f"{INJECTION}\nTOTAL"), e.gold)
-             for e in make_receipts(8)]
-    optimizer = GEPA(GEPAConfig(minibatch_size=3, merge_every=0), run_dir=tmp_path / "run",
-                     reflection_model=ScriptedLM(obeying_reflector), student_client=ScriptedLM(student),
-                     seed=1)
-    result = optimizer.compile(ExtractionProgram.from_schema(RECEIPT_SCHEMA, model="scripted/lm"), train,
-                               make_receipts(6, offset=100), Budget(max_metric_calls=40))
+    train = [
+        Example(e.doc_id, e.text.replace("TOTAL", f"{INJECTION}\nTOTAL"), e.gold) for e in make_receipts(8)
+    ]
+    optimizer = GEPA(
+        GEPAConfig(minibatch_size=3, merge_every=0),
+        run_dir=tmp_path / "run",
+        reflection_model=ScriptedLM(obeying_reflector),
+        student_client=ScriptedLM(student),
+        seed=1,
+    )
+    result = optimizer.compile(
+        ExtractionProgram.from_schema(RECEIPT_SCHEMA, model="scripted/lm"),
+        train,
+        make_receipts(6, offset=100),
+        Budget(max_metric_calls=40),
+    )
     text = json.dumps(result.best_program.to_dict())
     assert "IGNORE THE INSTRUCTIONS" not in text
 
@@ -135,20 +160,27 @@ def decompression_bomb(megabytes: int = 300) -> bytes:
     compressor = zlib.compressobj(9)
     block = b"BT /F1 12 Tf 0 0 Td (A) Tj ET\n" * 35000  # ~1 MB
     stream = b"".join(compressor.compress(block) for _ in range(megabytes)) + compressor.flush()
-    return _pdf([b"<< /Type /Catalog /Pages 2 0 R >>",
-                 b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-                 b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-                 b"/Resources << /Font << /F1 5 0 R >> >> >>",
-                 f"<< /Length {len(stream)} /Filter /FlateDecode >>\nstream\n".encode() + stream
-                 + b"\nendstream",
-                 b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"])
+    return _pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+            b"/Resources << /Font << /F1 5 0 R >> >> >>",
+            f"<< /Length {len(stream)} /Filter /FlateDecode >>\nstream\n".encode() + stream + b"\nendstream",
+            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        ]
+    )
 
 
 def many_pages(n: int, declared: int | None = None) -> bytes:
     kids = " ".join("3 0 R" for _ in range(n))
-    return _pdf([b"<< /Type /Catalog /Pages 2 0 R >>",
-                 f"<< /Type /Pages /Kids [{kids}] /Count {declared or n} >>".encode(),
-                 b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>"])
+    return _pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            f"<< /Type /Pages /Kids [{kids}] /Count {declared or n} >>".encode(),
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>",
+        ]
+    )
 
 
 def _peak_rss_mb() -> float:
@@ -165,8 +197,17 @@ def test_a_pdf_decompression_bomb_is_stopped_by_a_limit(tmp_path: Path) -> None:
     rss_before, started = _peak_rss_mb(), time.perf_counter()
     doc = parse_file(bomb, ocr=False)
     elapsed, grown = time.perf_counter() - started, _peak_rss_mb() - rss_before
-    print(json.dumps({"bomb_bytes": bomb.stat().st_size, "status": doc.status, "error": doc.error,
-                      "seconds": round(elapsed, 2), "peak_rss_growth_mb": round(grown)}))
+    print(
+        json.dumps(
+            {
+                "bomb_bytes": bomb.stat().st_size,
+                "status": doc.status,
+                "error": doc.error,
+                "seconds": round(elapsed, 2),
+                "peak_rss_growth_mb": round(grown),
+            }
+        )
+    )
     assert doc.status == "error" and doc.error
     assert elapsed < 30 and grown < 600
     assert len(doc.text) < 10_000_000
@@ -198,8 +239,16 @@ def test_a_lying_page_count_costs_nothing(tmp_path: Path) -> None:
 
 # -- paths ----------------------------------------------------------------------------------------
 
-HOSTILE_IDS = ["../../escaped", "/tmp/ieflow-absolute-escape", "..\\..\\win", "shard=../x",
-               "ctrl\x00nul\x1b[31m\nnewline", "C:\\Windows\\evil", "~/.ssh/authorized_keys", "%2e%2e%2fenc"]
+HOSTILE_IDS = [
+    "../../escaped",
+    "/tmp/ieflow-absolute-escape",
+    "..\\..\\win",
+    "shard=../x",
+    "ctrl\x00nul\x1b[31m\nnewline",
+    "C:\\Windows\\evil",
+    "~/.ssh/authorized_keys",
+    "%2e%2e%2fenc",
+]
 
 
 def _tree(root: Path) -> set[str]:
@@ -217,8 +266,9 @@ def test_hostile_doc_ids_never_write_outside_the_output_folder(tmp_path: Path) -
     with FakeLMServer(answer=po_answer) as server:
         summary, records, quarantine = _run(workspace, server, rows, out)
     created = _tree(tmp_path) - before
-    outside = sorted(p for p in created
-                     if not p.startswith(str(out)) and p != str(workspace / "docs.parquet"))
+    outside = sorted(
+        p for p in created if not p.startswith(str(out)) and p != str(workspace / "docs.parquet")
+    )
     assert outside == []
     assert absolute_probe.exists() == existed
     assert summary["status"] == "complete"

@@ -26,8 +26,16 @@ FIGURES: dict[str, object] = {}
 
 
 def twenty_percent(seed: int, hang_s: float = 3.0) -> FaultConfig:
-    return FaultConfig(rate_429=0.04, rate_500=0.04, rate_hang=0.04, rate_malformed=0.04,
-                       rate_truncated=0.04, hang_s=hang_s, seed=seed, retry_after_s=0.01)
+    return FaultConfig(
+        rate_429=0.04,
+        rate_500=0.04,
+        rate_hang=0.04,
+        rate_malformed=0.04,
+        rate_truncated=0.04,
+        hang_s=hang_s,
+        seed=seed,
+        retry_after_s=0.01,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -44,10 +52,13 @@ def _optimize_clean_and_faulty(tmp_path: Path, seed: int) -> tuple[object, objec
     with FakeLMServer(answer=receipt_models, faults=twenty_percent(seed, hang_s=3.0)) as faulty:
         result = run_gepa(tmp_path / "faulty", faulty.base_url, timeout_s=1.0, concurrency=1)
         stats = faulty.stats
-    figures = {"clean_requests": clean_requests, "faulty_requests": stats.requests,
-               "faults": {k: v for k, v in stats.by_outcome.items() if k != "ok" and v},
-               "metric_calls": [baseline.usage["metric_calls"], result.usage["metric_calls"]],
-               "same_program": result.best_program.hash == baseline.best_program.hash}
+    figures = {
+        "clean_requests": clean_requests,
+        "faulty_requests": stats.requests,
+        "faults": {k: v for k, v in stats.by_outcome.items() if k != "ok" and v},
+        "metric_calls": [baseline.usage["metric_calls"], result.usage["metric_calls"]],
+        "same_program": result.best_program.hash == baseline.best_program.hash,
+    }
     FIGURES[f"optimizer seed {seed}"] = figures
     print(json.dumps(FIGURES))
     assert sum(figures["faults"].values()) > 0, "the fault plan injected nothing: the test proves nothing"
@@ -81,9 +92,17 @@ def test_2000_documents_under_faults_end_in_records_or_quarantine_exactly_once(t
     docs = make_po_documents(tmp_path / "docs.parquet", n)
     with FakeLMServer(answer=po_answer, faults=twenty_percent(7, hang_s=2.0)) as server:
         program = load_program(str(PO_SCHEMA), model=server.model_name("po"))
-        conf = BatchSettings(output_dir=str(tmp_path / "out"), shard_size=250, concurrency=64,
-                             api_base=server.base_url, api_key_env=KEY_ENV, use_lm_cache=False,
-                             timeout_s=0.5, max_retries=6, flush_every=64)
+        conf = BatchSettings(
+            output_dir=str(tmp_path / "out"),
+            shard_size=250,
+            concurrency=64,
+            api_base=server.base_url,
+            api_key_env=KEY_ENV,
+            use_lm_cache=False,
+            timeout_s=0.5,
+            max_retries=6,
+            flush_every=64,
+        )
         started = time.perf_counter()
         summary = run_batch(docs, program, conf, parallel_shards=2)
         attempts = 1
@@ -97,10 +116,18 @@ def test_2000_documents_under_faults_end_in_records_or_quarantine_exactly_once(t
     lost = n - len(set(ids))
     duplicated = len(ids) - len(set(ids))
     reasons = quarantine["reason"].value_counts().to_dicts() if len(quarantine) else []
-    FIGURES["extract"] = {"documents": n, "records": len(records), "quarantined": len(quarantine),
-                          "lost": lost, "duplicated": duplicated, "reasons": reasons,
-                          "requests": stats.requests, "faults": stats.by_outcome, "runs": attempts,
-                          "wall_s": round(wall, 1)}
+    FIGURES["extract"] = {
+        "documents": n,
+        "records": len(records),
+        "quarantined": len(quarantine),
+        "lost": lost,
+        "duplicated": duplicated,
+        "reasons": reasons,
+        "requests": stats.requests,
+        "faults": stats.by_outcome,
+        "runs": attempts,
+        "wall_s": round(wall, 1),
+    }
     print(json.dumps(FIGURES, default=str))
     assert summary["status"] == "complete"
     assert lost == 0 and duplicated == 0
