@@ -78,7 +78,7 @@ def run_once(args: argparse.Namespace, documents: str, out: str, base_url: str) 
         )
         program = load_program(str(ROOT / "schemas" / "sroie.json"), model=MODEL)
         return run_batch(documents, program, settings, parallel_shards=args.parallel_shards)
-    from flows.extract import ExtractParams, extract
+    from ieflow_flows.extract import ExtractParams, extract
 
     # `concurrency` is per process; with Dask the total in flight is split over the workers.
     per_process = args.concurrency // args.workers if args.task_runner == "dask" else args.concurrency
@@ -249,7 +249,7 @@ def main() -> None:
         return
 
     import ieflow  # noqa: F401  (offline env defaults)
-    from ieflow.lm.fake_server import FakeLMServer
+    from ieflow_testing.fake_server import FakeLMServer
 
     # Imported before the clock starts (after ieflow's offline settings): ~9 s once per process
     # (ENVIRONMENT.md), a start-up cost rather than throughput.

@@ -107,7 +107,7 @@ def baseline(files: list[str]) -> tuple[int, float]:
 
 
 def run_flow(source: str, out: str, cache: str, workers: int) -> tuple[dict[str, Any], float]:
-    from flows.ingest import IngestParams, ingest
+    from ieflow_flows.ingest import IngestParams, ingest
 
     params = IngestParams(source=source, out=out, workers=workers, cache_dir=cache)
     started = time.perf_counter()

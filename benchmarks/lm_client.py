@@ -22,7 +22,7 @@ import litellm
 
 import ieflow  # noqa: F401  (offline env defaults before litellm)
 from ieflow.lm import LMClient, ResponseCache
-from ieflow.lm.fake_server import FakeLMServer
+from ieflow_testing.fake_server import FakeLMServer
 
 
 def timed(fn, n: int) -> list[float]:

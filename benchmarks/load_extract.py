@@ -75,7 +75,7 @@ def main() -> None:
     import ieflow  # noqa: F401
     from benchmarks.extract_throughput import make_documents
     from ieflow.batch import BatchSettings, load_program, read_outputs, run_batch
-    from ieflow.lm.fake_server import FakeLMServer
+    from ieflow_testing.fake_server import FakeLMServer
 
     work = Path(args.out or tempfile.mkdtemp(prefix="ieflow-load-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from flows.optimize import OptimizerName
+from ieflow_flows.optimize import OptimizerName
 
 ROOT = Path(__file__).resolve().parent.parent
 

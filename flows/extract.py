@@ -23,7 +23,7 @@ from ieflow import storage
 from ieflow.batch import BatchSettings, load_program, plan_run, shard_done
 from ieflow.preflight import preflight
 from ieflow.program import ExtractionProgram
-from tasks.extract import extract_shard, finish_extract, plan_extract, summary_table
+from ieflow_tasks.extract import extract_shard, finish_extract, plan_extract, summary_table
 
 
 class ExtractParams(BaseModel):
@@ -219,7 +219,7 @@ def find_documents(params: ExtractParams) -> str:
     inside = storage.join(source, "documents.parquet")
     if storage.exists(inside):
         return inside
-    from flows.ingest import IngestParams, ingest
+    from ieflow_flows.ingest import IngestParams, ingest
 
     out = storage.join(params.output_dir, "ingest")
     ingest(IngestParams(source=source, out=out))

@@ -29,7 +29,7 @@ from ieflow.ingest import (
     summarize,
     summary_markdown,
 )
-from tasks.ingest import TransientParseError, discover_files, parse_document, write_ingest_tables
+from ieflow_tasks.ingest import TransientParseError, discover_files, parse_document, write_ingest_tables
 
 
 class IngestParams(BaseModel):

@@ -31,7 +31,6 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from flows.optimize import OptimizeParams, OptimizerName, optimize
 from ieflow import config
 from ieflow.champion import (
     Decision,
@@ -48,6 +47,7 @@ from ieflow.optimize.runner import load_split_examples, score_on
 from ieflow.program import ExtractionProgram
 from ieflow.registry import Registry, RegistryError, now
 from ieflow.report import embedded_png
+from ieflow_flows.optimize import OptimizeParams, OptimizerName, optimize
 
 MAX_RUNS_KEPT = 60  # decisions remembered per program in nightly.json
 

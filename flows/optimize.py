@@ -22,7 +22,7 @@ from ieflow.preflight import preflight
 from ieflow.program import ExtractionProgram
 from ieflow.report import optimization_markdown, pareto_plot
 from ieflow.secrets import resolve_api_key
-from tasks.optimize import evaluate_as_task, score_program
+from ieflow_tasks.optimize import evaluate_as_task, score_program
 
 OptimizerName = Literal["gepa", "mipro", "simba", "bootstrap", "opro", "ape"]
 

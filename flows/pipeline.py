@@ -11,11 +11,11 @@ from typing import Any
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
-from flows.extract import ExtractParams, extract
-from flows.ingest import IngestParams, ingest
-from flows.optimize import OptimizeParams, OptimizerName, optimize
-from flows.split import SplitParams, split
 from ieflow import config, storage
+from ieflow_flows.extract import ExtractParams, extract
+from ieflow_flows.ingest import IngestParams, ingest
+from ieflow_flows.optimize import OptimizeParams, OptimizerName, optimize
+from ieflow_flows.split import SplitParams, split
 
 
 class PipelineParams(BaseModel):

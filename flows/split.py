@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field, model_validator
 
 from ieflow import storage
-from tasks.split import compute_splits, load_split_inputs, summary_markdown, write_splits
+from ieflow_tasks.split import compute_splits, load_split_inputs, summary_markdown, write_splits
 
 
 class SplitParams(BaseModel):

@@ -19,7 +19,7 @@ import pytest
 import ieflow  # noqa: F401  (offline env defaults first)
 from ieflow import batch
 from ieflow.batch import BatchSettings, RunConflictError, ShardIncomplete, load_program, plan_run, run_batch
-from ieflow.lm.fake_server import FakeLMServer
+from ieflow_testing.fake_server import FakeLMServer
 
 ROOT = Path(__file__).resolve().parents[1]
 PO = ROOT / "data" / "purchase_orders"

@@ -134,11 +134,11 @@ def add_labels(folder: Path, examples: list, splits: list[str]) -> None:
 def test_nightly_promotes_on_new_labels_and_replays_from_caches(
     prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flows.nightly import NightlyParams, nightly
     from ieflow.champion import label_snapshot
-    from ieflow.lm.fake_server import FakeLMServer
     from ieflow.program import ExtractionProgram
     from ieflow.registry import Registry
+    from ieflow_flows.nightly import NightlyParams, nightly
+    from ieflow_testing.fake_server import FakeLMServer
     from tests.support.receipts import SCHEMA, fake_models, make_examples
 
     data = tmp_path / "data"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ieflow import cli
 from ieflow.preflight import ConfigError
+from ieflow_cli import main as cli
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "sroie.json"
 
@@ -67,7 +67,7 @@ def test_an_unreachable_endpoint_stops_the_flow_with_one_line_and_no_traceback(t
         [
             sys.executable,
             "-m",
-            "ieflow.cli",
+            "ieflow_cli.main",
             "extract",
             str(tmp_path / "docs"),
             "--program",

@@ -22,7 +22,7 @@ import httpx
 import polars as pl
 import pytest
 
-from ieflow.lm.fake_server import FakeLMServer
+from ieflow_testing.fake_server import FakeLMServer
 from tests.support.receipts import SCHEMA, fake_models, make_examples
 from tests.test_champion import add_labels
 

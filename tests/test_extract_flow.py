@@ -12,7 +12,7 @@ import pytest
 
 import ieflow  # noqa: F401  (offline env defaults first)
 from ieflow import batch
-from ieflow.lm.fake_server import FakeLMServer
+from ieflow_testing.fake_server import FakeLMServer
 
 pytestmark = pytest.mark.slow  # a Prefect test server per session (~15 s), Dask workers (~10 s)
 
@@ -59,7 +59,7 @@ def documents(tmp_path: Path) -> str:
 
 
 def params(documents: str, out: Path, server: FakeLMServer, **changes: Any) -> Any:
-    from flows.extract import ExtractParams
+    from ieflow_flows.extract import ExtractParams
 
     values = {
         "documents": documents,
@@ -95,7 +95,7 @@ def test_flow_extracts_reports_and_restarts(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from flows.extract import extract
+    from ieflow_flows.extract import extract
 
     monkeypatch.setenv(KEY_ENV, "fake")
     out = tmp_path / "out"
@@ -124,7 +124,7 @@ def test_flow_extracts_reports_and_restarts(
 def test_flow_ingests_a_folder_on_the_way(
     prefect_harness: None, server: FakeLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flows.extract import extract
+    from ieflow_flows.extract import extract
 
     monkeypatch.setenv(KEY_ENV, "fake")
     out = tmp_path / "out"
@@ -142,7 +142,7 @@ def test_flow_on_a_dask_cluster(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from flows.extract import extract
+    from ieflow_flows.extract import extract
 
     monkeypatch.setenv(KEY_ENV, "fake")  # before the cluster starts: its workers inherit it
     out = tmp_path / "out"

@@ -25,7 +25,7 @@ import ieflow  # noqa: F401  (sets offline env vars; must come before litellm's 
 import litellm
 
 # isort: on
-from ieflow.lm.fake_server import (
+from ieflow_testing.fake_server import (
     DEFAULT_TEXT,
     LITELLM_EXCEPTIONS,
     FakeLMServer,

@@ -193,7 +193,7 @@ def test_cli_function(tmp_path: Path) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from ieflow.cli_ingest import ingest_command
+    from ieflow_cli.ingest import ingest_command
 
     app = typer.Typer()
     app.command()(ingest_command)
@@ -224,7 +224,7 @@ def test_ingest_flow(tmp_path: Path, prefect_harness: None) -> None:
     from prefect.client.orchestration import get_client
     from prefect.utilities.callables import parameter_schema
 
-    from flows.ingest import IngestParams, ingest
+    from ieflow_flows.ingest import IngestParams, ingest
 
     corpus, out = build_corpus(tmp_path), tmp_path / "out"
     (corpus / "locked.pdf").write_bytes(

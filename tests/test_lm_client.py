@@ -18,7 +18,7 @@ from ieflow.lm import (
     StructuredOutputError,
     set_price,
 )
-from ieflow.lm.fake_server import FakeLMServer, FaultConfig
+from ieflow_testing.fake_server import FakeLMServer, FaultConfig
 
 SCHEMA = {
     "type": "object",

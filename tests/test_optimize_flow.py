@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ieflow.lm.fake_server import FakeLMServer
+from ieflow_testing.fake_server import FakeLMServer
 from tests.support.receipts import SCHEMA, fake_models, make_examples
 
 
@@ -31,8 +31,8 @@ def write_dataset(folder, examples) -> None:
 
 @pytest.mark.slow
 def test_optimize_flow_improves_the_program_and_reports(prefect_harness, tmp_path, monkeypatch) -> None:
-    from flows.optimize import OptimizeParams, optimize
     from ieflow.program import ExtractionProgram
+    from ieflow_flows.optimize import OptimizeParams, optimize
 
     write_dataset(tmp_path / "data", make_examples(16))
     with FakeLMServer(answer=fake_models) as server:

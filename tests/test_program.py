@@ -7,7 +7,6 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from ieflow.cli import app
 from ieflow.extraction import (
     count_tokens,
     demo_tokens,
@@ -18,6 +17,7 @@ from ieflow.extraction import (
 )
 from ieflow.program import Demo, ExtractionProgram, LongDocStrategy, grammar_schema
 from ieflow.program_diff import changed_components
+from ieflow_cli.main import app
 from tests.support.scripted_lm import ScriptedLM
 
 SCHEMA = {

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ieflow.cli_program import program_registry_app
 from ieflow.program import ExtractionProgram
 from ieflow.registry import Registry, RegistryError, champion_stack
+from ieflow_cli.program import program_registry_app
 
 SCHEMA = {
     "title": "Receipt",

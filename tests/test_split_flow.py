@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from ieflow import storage
-from tasks.split import plan_splits, read_inputs, summary_markdown, write_split_rows
+from ieflow_tasks.split import plan_splits, read_inputs, summary_markdown, write_split_rows
 
 SCHEMA = {
     "type": "object",
@@ -109,7 +109,7 @@ def test_labels_join_ingested_documents_by_file_name(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_split_flow_writes_parquet_and_summary(tmp_path: Path, prefect_harness: None) -> None:
-    from flows.split import SplitParams, split
+    from ieflow_flows.split import SplitParams, split
 
     labels, docs = write_inputs(tmp_path / "data", 50)
     params = SplitParams(

@@ -10,7 +10,7 @@ from typing import Any
 import polars as pl
 
 import ieflow  # noqa: F401  (offline env defaults first)
-from ieflow.lm.fake_server import last_user_text
+from ieflow_testing.fake_server import last_user_text
 from tests.support.receipts import SCHEMA as RECEIPT_SCHEMA
 from tests.support.receipts import fake_models as receipt_models
 from tests.support.receipts import make_examples as make_receipts

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ieflow.lm.fake_server import FakeLMServer
 from ieflow.preflight import ConfigError, preflight
+from ieflow_testing.fake_server import FakeLMServer
 from tests.reliability.helpers import GOLD, PO, PO_SCHEMA
 
 SECRET = "sk-preflight-never-shown-1234"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ieflow import batch
-from ieflow.lm.fake_server import FakeLMServer
+from ieflow_testing.fake_server import FakeLMServer
 from tests.reliability.helpers import (
     KEY_ENV,
     PO_SCHEMA,

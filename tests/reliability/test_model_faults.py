@@ -12,7 +12,7 @@ import pytest
 
 from ieflow import batch
 from ieflow.batch import BatchSettings, load_program, run_batch
-from ieflow.lm.fake_server import FakeLMServer, FaultConfig
+from ieflow_testing.fake_server import FakeLMServer, FaultConfig
 from tests.reliability.helpers import (
     KEY_ENV,
     PO_SCHEMA,

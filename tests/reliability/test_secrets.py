@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ieflow.batch import BatchSettings, load_program, run_batch
-from ieflow.lm.fake_server import FakeLMServer, FaultConfig
+from ieflow_testing.fake_server import FakeLMServer, FaultConfig
 from tests.reliability.helpers import (
     KEY_ENV,
     PO_SCHEMA,
@@ -100,7 +100,7 @@ def test_a_key_from_a_prefect_secret_block_is_used_and_never_written(
     from prefect.blocks.system import Secret
     from prefect.client.orchestration import get_client
 
-    from flows.extract import ExtractParams, extract
+    from ieflow_flows.extract import ExtractParams, extract
 
     monkeypatch.delenv(KEY_ENV, raising=False)
     monkeypatch.setenv("IEFLOW_LM_CACHE", str(tmp_path / "lm-cache"))

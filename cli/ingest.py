@@ -1,4 +1,4 @@
-"""`ieflow ingest`: a corpus -> documents.parquet + chunks.parquet (wired into `ieflow.cli`).
+"""`ieflow ingest`: a corpus -> documents.parquet + chunks.parquet (wired into `ieflow_cli.main`).
 
 By default it runs the plain-Python pipeline (no Prefect server to start; earlier outputs in `out`
 with the same options are reused, so re-runs parse only new files). `--flow` runs the Prefect flow
@@ -41,8 +41,8 @@ def ingest_command(
         raise typer.BadParameter("--overlap-tokens must be smaller than --target-tokens")
     console = Console(stderr=True)
     if flow:
-        from flows.ingest import IngestParams
-        from flows.ingest import ingest as ingest_flow
+        from ieflow_flows.ingest import IngestParams
+        from ieflow_flows.ingest import ingest as ingest_flow
 
         params = IngestParams(
             source=source,

@@ -12,7 +12,7 @@ from rich.table import Table
 
 def run_demo(**overrides: object) -> dict:
     """Run the pipeline flow; unset options keep PipelineParams' defaults (one source of defaults)."""
-    from flows.pipeline import PipelineParams, pipeline
+    from ieflow_flows.pipeline import PipelineParams, pipeline
 
     params = PipelineParams(**{k: v for k, v in overrides.items() if v is not None})
     out = Path(params.output_dir)

@@ -30,7 +30,7 @@ What the real litellm (1.110.2, provider ``openai/``) raises for each fault, wit
 kwarg). Left unset, the SDK retries 429/5xx/timeouts twice on its own: one litellm call = 3 requests.
 
 Also: ``FakeLMServer(process=True)`` serves from a child process (benchmarks: the server's CPU then
-does not compete for the client's GIL), and ``python -m ieflow.lm.fake_server --port 8000
+does not compete for the client's GIL), and ``python -m ieflow_testing.fake_server --port 8000
 --latency 0.1`` runs one standalone.
 """
 
@@ -768,7 +768,7 @@ class FakeLMServer:
         # child notices a dead parent through EOF on its stdin.
         payload = pickle.dumps((self._latency_s, self._plan.faults, self._answer, self._requested_port))
         child = subprocess.Popen(
-            [sys.executable, "-m", "ieflow.lm.fake_server", "--child"],
+            [sys.executable, "-m", "ieflow_testing.fake_server", "--child"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
@@ -861,7 +861,7 @@ def _child_main() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m ieflow.lm.fake_server [--port 8000] [--latency 0.1] [--faults '{"rate_429": 0.1}']``."""
+    """Serve: ``python -m ieflow_testing.fake_server [--port 8000] [--faults JSON]``."""
     import argparse
 
     parser = argparse.ArgumentParser(description="Fake OpenAI-compatible LM server (Ctrl-C to stop).")

@@ -83,7 +83,7 @@ def demo(
     max_metric_calls: int = typer.Option(None, help="Optimization budget; default 30."),
 ) -> None:
     """The main job on the embedded defaults: ingest, split, optimize and extract the sample documents."""
-    from ieflow.demo import run_demo
+    from ieflow_cli.demo import run_demo
 
     run_demo(data=data, output_dir=output_dir, max_metric_calls=max_metric_calls)
 
@@ -101,8 +101,8 @@ def extract(
     api_key_secret: str = typer.Option(None, help="Name of a Prefect Secret block holding the API key."),
 ) -> None:
     """Batch-extract a corpus with a program (the `extract` flow; restartable, exactly-once)."""
-    from flows.extract import ExtractParams
-    from flows.extract import extract as extract_flow
+    from ieflow_flows.extract import ExtractParams
+    from ieflow_flows.extract import extract as extract_flow
 
     given = {k: v for k, v in locals().items() if v is not None and k in ExtractParams.model_fields}
     typer.echo(json.dumps(extract_flow(ExtractParams(**given)), indent=2, default=str))
@@ -150,8 +150,8 @@ def optimize(
     output_dir: str = typer.Option(None, help="Run folder (resumes if it holds a checkpoint)."),
 ) -> None:
     """Optimize an extraction program (the `optimize` flow; unset options take the flow's defaults)."""
-    from flows.optimize import OptimizeParams
-    from flows.optimize import optimize as optimize_flow
+    from ieflow_flows.optimize import OptimizeParams
+    from ieflow_flows.optimize import optimize as optimize_flow
 
     given = {k: v for k, v in locals().items() if v is not None and k in OptimizeParams.model_fields}
     summary = optimize_flow(OptimizeParams(**given))
@@ -186,8 +186,8 @@ def models_list() -> None:
 
 
 def _mount_subcommands() -> None:
-    from ieflow.cli_ingest import ingest_command
-    from ieflow.cli_program import add_registry_commands  # both import only typer at top level
+    from ieflow_cli.ingest import ingest_command
+    from ieflow_cli.program import add_registry_commands  # both import only typer at top level
 
     app.command("ingest")(ingest_command)
     add_registry_commands(program_app)  # list, show, register, promote, rollback
