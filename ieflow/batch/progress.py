@@ -57,6 +57,10 @@ class ProgressMeter:
     def progress(self) -> BatchProgress:
         return self._state
 
+    def start(self) -> None:
+        """Tell the callback where the run starts (what an earlier start already did)."""
+        self._move()
+
     def documents(self, done: int = 0, *, resumed: int = 0, unavailable: int = 0) -> None:
         """`done` documents finished now, `resumed` found finished, `unavailable` gave up on."""
         self._move(done=done + resumed, resumed=resumed, unavailable=unavailable)

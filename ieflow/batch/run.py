@@ -24,12 +24,13 @@ def run_batch(
 ) -> dict[str, Any]:
     """Extract every document of `documents` once; returns the run summary (also in the manifest).
 
-    `on_shard` gets each finished shard's stats; `on_progress` a `BatchProgress` after every
-    finished document and shard (from several threads: keep it quick)."""
+    `on_shard` gets each finished shard's stats; `on_progress` a `BatchProgress` at the start and
+    after every finished document and shard (from several threads: keep it quick)."""
     started = time.perf_counter()
     plan = plan_run(documents, program, settings)
     pending = pending_shards(plan)
     meter = _meter(plan, pending, on_progress)
+    meter.start()
     failed: dict[str, str] = {}
     processed = 0
     with ThreadPoolExecutor(max(1, parallel_shards), thread_name_prefix="ieflow-shard") as pool:
