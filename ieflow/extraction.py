@@ -9,17 +9,15 @@ import asyncio
 import concurrent.futures
 import json
 import re
-import threading
 from collections import Counter
 from typing import Any
 
 from ieflow.formats import convert_record, render_record
 from ieflow.lm import LMClient, LMError, LMUnavailableError, StructuredOutputError
+from ieflow.lm.pool import ClientSpec, shared_client
 from ieflow.program import ExtractionProgram, Trace
 from ieflow.schema import kind_of, top_level_fields
 
-_CLIENTS: dict[tuple[str, str], LMClient] = {}
-_CLIENTS_LOCK = threading.Lock()
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 
@@ -29,12 +27,9 @@ def count_tokens(text: str) -> int:
 
 
 def default_client(program: ExtractionProgram) -> LMClient:
-    """One shared client per (model, params), so usage totals and limits are per model."""
-    key = (program.model, json.dumps(program.model_params, sort_keys=True))
-    with _CLIENTS_LOCK:
-        if key not in _CLIENTS:
-            _CLIENTS[key] = LMClient(program.model, params=program.model_params)
-        return _CLIENTS[key]
+    """The pool's plain client of the program's model and parameters (shared by every caller in
+    the process, so usage totals and limits are per model)."""
+    return shared_client(ClientSpec(program.model, program.model_params))
 
 
 def run_extraction(

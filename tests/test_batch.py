@@ -18,7 +18,18 @@ import pytest
 
 import ieflow  # noqa: F401  (offline env defaults first)
 from ieflow import batch
-from ieflow.batch import BatchSettings, RunConflictError, ShardIncomplete, load_program, plan_run, run_batch
+from ieflow.batch import (
+    BatchProgress,
+    BatchSettings,
+    Outcome,
+    OutcomeKind,
+    RunConflictError,
+    ShardIncomplete,
+    load_program,
+    plan_run,
+    run_batch,
+)
+from ieflow.program import Trace
 from ieflow_testing.fake_server import FakeLMServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -230,6 +241,99 @@ def test_typed_values_and_what_cannot_be_stored() -> None:
     assert typed == {"when": dt.date(2024, 1, 2), "n": 3, "any": '{"a": 1}', "tags": ["x"]}
     typed, problem = batch.coerce_record(schema, {"when": "soon", "n": 1, "any": None, "tags": []})
     assert typed is None and "cannot store" in problem
+
+
+def trace(**fields: Any) -> Trace:
+    return Trace(prompt_tokens=10, completion_tokens=5, cost_usd=0.25, latency_s=0.5, calls=1, **fields)
+
+
+@pytest.mark.parametrize(
+    ("record", "fields", "kind", "value", "raw"),
+    [
+        ({"a": 1}, {"raw": '{"a": 1}'}, OutcomeKind.OK, {"a": 1}, None),
+        (None, {"raw": "", "error": "down", "error_kind": "unavailable"}, OutcomeKind.TRANSIENT, None, None),
+        (
+            None,
+            {"raw": '{"a": "x"}', "error": "schema", "error_kind": "output"},
+            OutcomeKind.INVALID,
+            {"a": "x"},
+            '{"a": "x"}',
+        ),
+        (
+            None,
+            {"raw": '{"a": ', "error": "not JSON", "error_kind": "output"},
+            OutcomeKind.PARSE_ERROR,
+            None,
+            '{"a": ',
+        ),
+        (None, {"error": "refused", "error_kind": "request"}, OutcomeKind.LM_ERROR, None, None),
+    ],
+)
+def test_an_extraction_becomes_one_outcome_of_its_kind(
+    record: Any, fields: dict[str, Any], kind: OutcomeKind, value: Any, raw: str | None
+) -> None:
+    outcome = Outcome.from_extraction("d1", record, trace(**fields))
+    assert (outcome.kind, outcome.value, outcome.raw, outcome.error) == (
+        kind,
+        value,
+        raw,
+        fields.get("error"),
+    )
+    assert (outcome.prompt_tokens, outcome.completion_tokens, outcome.calls) == (10, 5, 1)
+    assert outcome.staged == (kind is not OutcomeKind.TRANSIENT)
+
+
+@pytest.mark.parametrize("kind", list(OutcomeKind))
+def test_outcomes_round_trip_through_their_staged_json(kind: OutcomeKind) -> None:
+    outcome = Outcome("d1", kind, {"n": 1, "items": [{"x": "é"}]}, "raw", "why", 3, 4, 0.5, 1.25, 2)
+    line = json.dumps(outcome.to_dict(), ensure_ascii=False, default=str)
+    assert json.loads(line)["kind"] == kind.value  # staged files hold the plain string
+    assert Outcome.from_dict(json.loads(line)) == outcome
+    assert OutcomeKind(kind.value) is kind
+
+
+def test_an_outcome_staged_without_usage_keeps_nulls_and_reasons_match_the_quarantine() -> None:
+    # What an unexpected exception stages: no usage; the Parquet rows keep nulls for it.
+    outcome = Outcome.unexpected("d", KeyError("x"))
+    staged = {
+        "doc_id": "d",
+        "kind": "lm_error",
+        "value": None,
+        "raw": None,
+        "error": "unexpected KeyError: 'x'",
+    }
+    assert Outcome.from_dict(staged) == outcome
+    assert outcome.prompt_tokens is None and outcome.cost_usd is None
+    reasons = {k.quarantine_reason for k in OutcomeKind if k is not OutcomeKind.TRANSIENT}
+    assert reasons == set(batch.QUARANTINE_REASONS)
+    assert OutcomeKind.OK.quarantine_reason == OutcomeKind.INVALID.quarantine_reason == "validation_failed"
+
+
+def test_progress_counts_every_document_and_shard(tmp_path: Path, server: FakeLMServer) -> None:
+    markers = {f"po-100{i % 3 + 1}#{i}": ("INGEST-ERROR" if i == 4 else "") for i in range(7)}
+    docs = make_documents(tmp_path / "docs.parquet", markers)
+    seen: list[BatchProgress] = []
+    run_batch(docs, program(server), settings(tmp_path / "out", server), on_progress=seen.append)
+    assert seen[0] == BatchProgress(7, 0, 0, 0, 3, 0, 0)  # the start, before any document
+    assert seen[-1] == BatchProgress(7, 7, 0, 0, 3, 3, 0) and seen[-1].processed == 7
+    assert [p.done for p in seen] == sorted(p.done for p in seen)
+    again: list[BatchProgress] = []
+    run_batch(docs, program(server), settings(tmp_path / "out", server), on_progress=again.append)
+    assert again == [BatchProgress(7, 7, 7, 0, 3, 3, 0)] and again[0].processed == 0
+
+
+def test_progress_counts_documents_the_model_could_not_take(tmp_path: Path, server: FakeLMServer) -> None:
+    docs = make_documents(tmp_path / "docs.parquet", {"po-1001#1": "", "po-1002#2": "FLAKY"})
+    seen: list[BatchProgress] = []
+    FLAKY["on"] = True
+    try:
+        summary = run_batch(
+            docs, program(server), settings(tmp_path / "out", server), on_progress=seen.append
+        )
+    finally:
+        FLAKY["on"] = False
+    assert summary["status"] == "incomplete"
+    assert seen[-1] == BatchProgress(2, 1, 0, 1, 1, 0, 1)
 
 
 @pytest.mark.slow

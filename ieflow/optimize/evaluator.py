@@ -21,6 +21,7 @@ from typing import Any
 
 from ieflow.datasets import Example
 from ieflow.lm import LMClient, LMUnavailableError
+from ieflow.lm.pool import ClientSpec, shared_client
 from ieflow.lm.pricing import is_local
 from ieflow.program import ExtractionProgram
 from ieflow.scoring import Scorer
@@ -192,9 +193,8 @@ class Evaluator:
         return None if any(r is None for r in found) else found  # type: ignore[return-value]
 
     def _uncached(self, program: ExtractionProgram) -> LMClient:
-        from ieflow.extraction import default_client
-
-        return (self.client or default_client(program)).uncached()
+        client = self.client or shared_client(ClientSpec(program.model, program.model_params))
+        return client.uncached()
 
     async def _run(self, program: ExtractionProgram, examples: list[Example]) -> None:
         # A local model runs one call at a time anyway; queueing more would only count waiting

@@ -1,0 +1,175 @@
+"""What a batch run does: its settings, the program and documents it reads, and its plan of stable
+shards, written to (or checked against) the run's manifest so that a restart resumes the same run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from ieflow import storage
+from ieflow.preflight import ConfigError
+from ieflow.program import ExtractionProgram
+from ieflow.validation import load_expectations
+
+MANIFEST = "manifest.json"
+
+
+class RunConflictError(RuntimeError):
+    """The output folder already holds a different run (other documents, program or shard size)."""
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """How to run a batch. `api_key_env` names an environment variable holding the key, so the key
+    itself is never a flow parameter, a manifest entry or a log line."""
+
+    output_dir: str
+    shard_size: int = 500
+    concurrency: int = 32  # model calls in flight in this process (the LM client's per-model limit)
+    api_base: str | None = None
+    api_key_env: str | None = None
+    api_key_secret: str | None = None  # name of a Prefect Secret block holding the key
+    expectations: str | None = None  # JSON file of extra great-expectations expectations
+    use_lm_cache: bool = True
+    timeout_s: float = 300.0
+    max_retries: int = 4
+    flush_every: int = 64
+    flush_interval_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class Shard:
+    shard_id: str
+    index: int
+    doc_ids: tuple[str, ...]
+
+
+@dataclass
+class RunPlan:
+    run_id: str
+    program_hash: str
+    documents: str
+    output_dir: str
+    shard_size: int
+    n_documents: int
+    shards: list[Shard]
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "ieflow_run": 1,
+            "run_id": self.run_id,
+            "program_hash": self.program_hash,
+            "documents": self.documents,
+            "shard_size": self.shard_size,
+            "n_documents": self.n_documents,
+            "shards": [
+                {
+                    "shard_id": s.shard_id,
+                    "n_documents": len(s.doc_ids),
+                    "first": s.doc_ids[0],
+                    "last": s.doc_ids[-1],
+                }
+                for s in self.shards
+            ],
+        }
+
+
+def load_program(source: str, model: str | None = None) -> ExtractionProgram:
+    """A program file, or a JSON Schema file (its default program); `model` overrides the model."""
+    try:
+        data = storage.read_json(source)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"program not found: {source} (give a program.json from optimize, or a record JSON Schema)"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"program {source} is not valid JSON: {exc}") from None
+    program = (
+        ExtractionProgram.from_dict(data) if "ieflow_program" in data else ExtractionProgram.from_schema(data)
+    )
+    return program.replace(model=model) if model else program
+
+
+def read_documents(url: str, doc_ids: list[str] | None = None) -> pl.DataFrame:
+    """doc_id, text, status, error (and sha256 when present) of documents.parquet, optionally only
+    some documents (a predicate pushed into the Parquet scan, so a shard reads only its rows)."""
+    frame = pl.scan_parquet(url) if "://" not in url else storage.read_parquet(url).lazy()
+    names = frame.collect_schema().names()
+    if "doc_id" not in names:
+        raise ValueError(f"{url} has no doc_id column")
+    wanted = [c for c in ("doc_id", "sha256", "text", "status", "error") if c in names]
+    if doc_ids is not None:
+        frame = frame.filter(pl.col("doc_id").is_in(doc_ids))
+    else:
+        wanted = [c for c in wanted if c != "text"]  # planning needs ids, not texts
+    return frame.select(wanted).unique("doc_id", keep="first", maintain_order=True).collect()
+
+
+def plan_run(documents: str, program: ExtractionProgram, settings: BatchSettings) -> RunPlan:
+    """Stable shards: sorted doc_ids cut every `shard_size`, each named by its index and a hash of
+    the program hash and its doc_ids. Writes the manifest, or checks it against an earlier start."""
+    if settings.shard_size < 1:
+        raise ValueError("shard_size must be at least 1")
+    docs = read_documents(documents).sort("doc_id")
+    ids = docs["doc_id"].cast(pl.String).to_list()
+    shas = docs["sha256"].fill_null("").to_list() if "sha256" in docs.columns else [""] * len(ids)
+    content = hashlib.sha256("\n".join(f"{i}\t{s}" for i, s in zip(ids, shas, strict=True)).encode())
+    # The user's expectations decide what is quarantined, so they are part of the run's identity.
+    rules = json.dumps([vars(e) for e in load_expectations(settings.expectations)], sort_keys=True)
+    run_id = _digest(program.hash, content.hexdigest(), str(settings.shard_size), rules)[:16]
+    shards = []
+    for index, start in enumerate(range(0, len(ids), settings.shard_size)):
+        chunk = tuple(ids[start : start + settings.shard_size])
+        shards.append(Shard(f"{index:05d}-{_digest(program.hash, *chunk)[:10]}", index, chunk))
+    plan = RunPlan(
+        run_id, program.hash, documents, settings.output_dir, settings.shard_size, len(ids), shards
+    )
+    _write_or_check_manifest(plan, program)
+    return plan
+
+
+def _write_or_check_manifest(plan: RunPlan, program: ExtractionProgram) -> None:
+    url = storage.join(plan.output_dir, MANIFEST)
+    if not storage.exists(url):
+        storage.write_json({**plan.manifest(), "model": program.model, "status": "running"}, url)
+        return
+    old = storage.read_json(url)
+    if old.get("run_id") != plan.run_id:
+        raise RunConflictError(
+            f"{plan.output_dir} holds run {old.get('run_id')} (program {old.get('program_hash')}, "
+            f"{old.get('n_documents')} documents, shard size {old.get('shard_size')}), not this one "
+            f"(program {program.hash}, {plan.n_documents} documents, shard size {plan.shard_size}; "
+            "expectations count too); use another output folder"
+        )
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
+
+
+def part_url(output_dir: str, dataset: str, shard_id: str) -> str:
+    """The Parquet part of a shard in `records` or `quarantine`."""
+    return storage.join(output_dir, dataset, f"shard={shard_id}", "part.parquet")
+
+
+def shard_done(output_dir: str, shard_id: str) -> bool:
+    """Whether the shard is committed: its records part is written last, so it exists only then."""
+    return storage.exists(part_url(output_dir, "records", shard_id))
+
+
+def pending_shards(plan: RunPlan) -> list[Shard]:
+    return [s for s in plan.shards if not shard_done(plan.output_dir, s.shard_id)]
+
+
+def stats_url(output_dir: str, shard_id: str) -> str:
+    """The shard's counts, written just before its commit and summed into the run's summary."""
+    return storage.join(output_dir, "_shards", f"{shard_id}.json")
+
+
+def staging_dir(output_dir: str, shard_id: str) -> str:
+    """Where a running shard stages its finished documents."""
+    return storage.join(output_dir, "_staging", shard_id)

@@ -1,0 +1,179 @@
+"""Running one shard: read its pending documents, extract them on the process's model event loop,
+stage each outcome, then hand them all to the commit (`finish.commit_shard`).
+
+Model calls run on one event loop per process (`_ModelCallLoop`), whichever thread runs the shard,
+so the LM client's per-model limit bounds the calls of every shard in the process together;
+validating and writing happen in the shard's own thread, while the other shards keep the model busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from ieflow import storage
+from ieflow.batch.finish import commit_shard
+from ieflow.batch.outcome import Outcome
+from ieflow.batch.plan import BatchSettings, Shard, read_documents, shard_done, staging_dir, stats_url
+from ieflow.batch.progress import ProgressMeter
+from ieflow.batch.write import Stager, load_staged
+from ieflow.lm import LMClient
+from ieflow.lm.pool import ClientSpec, shared_client
+from ieflow.program import ExtractionProgram
+
+T = TypeVar("T")
+
+
+class ShardIncomplete(RuntimeError):
+    """Some documents of a shard could not reach the model; the rest are staged for the retry."""
+
+
+class _ModelCallLoop:
+    """One event loop per process, on a daemon thread, that runs every shard's model calls."""
+
+    _lock = threading.Lock()
+    _loop: asyncio.AbstractEventLoop | None = None
+    _pid = 0
+
+    @classmethod
+    def run(cls, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run `coroutine` on the loop and wait for its result in the calling thread."""
+        with cls._lock:
+            if cls._loop is None or cls._pid != os.getpid():  # a forked child has no loop thread
+                cls._loop = asyncio.new_event_loop()
+                cls._pid = os.getpid()
+                threading.Thread(target=cls._loop.run_forever, name="ieflow-batch-loop", daemon=True).start()
+            loop = cls._loop
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+
+
+def batch_client(program: ExtractionProgram, settings: BatchSettings) -> LMClient:
+    """The pool's client for this model and these settings; its per-model limit is `concurrency`."""
+    from ieflow.secrets import resolve_api_key
+
+    named = settings.api_key_env or settings.api_key_secret
+    spec = ClientSpec(
+        program.model,
+        program.model_params,
+        api_base=settings.api_base,
+        api_key_source=json.dumps([settings.api_key_env, settings.api_key_secret]) if named else None,
+        use_cache=settings.use_lm_cache,
+        max_concurrency=settings.concurrency,
+        timeout_s=settings.timeout_s,
+        max_retries=settings.max_retries,
+    )
+    return shared_client(spec, lambda: resolve_api_key(settings.api_key_env, settings.api_key_secret))
+
+
+def run_shard(
+    documents: str,
+    shard: Shard,
+    program: ExtractionProgram,
+    settings: BatchSettings,
+    meter: ProgressMeter | None = None,
+) -> dict[str, Any]:
+    """Extract, validate and write one shard; returns its stats. A done shard is only read back.
+
+    Raises ShardIncomplete when documents could not reach the model after the client's retries:
+    everything else is staged, so calling again redoes only those documents. `meter` is told of
+    every document as it finishes."""
+    out = settings.output_dir
+    if shard_done(out, shard.shard_id):
+        return storage.read_json(stats_url(out, shard.shard_id))
+    meter = meter or ProgressMeter(None, len(shard.doc_ids), 1)
+    started = time.perf_counter()
+    staging = staging_dir(out, shard.shard_id)
+    wanted = set(shard.doc_ids)
+    outcomes = {d: o for d, o in load_staged(staging).items() if d in wanted}
+    resumed = len(outcomes)
+    meter.documents(resumed=resumed)
+    todo = _read_pending(documents, shard, outcomes, meter)
+    if todo:
+        outcomes.update(_extract_or_raise(shard, program, settings, todo, meter))
+    missing = [d for d in shard.doc_ids if d not in outcomes]
+    for doc_id in missing:  # listed in the plan but gone from documents.parquet since
+        outcomes[doc_id] = Outcome.document_error(doc_id, "document no longer in the documents table")
+    meter.documents(len(missing))
+    return commit_shard(shard, [outcomes[d] for d in shard.doc_ids], program, settings, resumed, started)
+
+
+def _read_pending(
+    documents: str, shard: Shard, outcomes: dict[str, Outcome], meter: ProgressMeter
+) -> list[tuple[str, str]]:
+    """(doc_id, text) of the shard's documents without an outcome yet; a document without usable
+    text gets its document_error outcome in `outcomes` instead."""
+    if len(outcomes) >= len(shard.doc_ids):
+        return []
+    todo: list[tuple[str, str]] = []
+    rows = read_documents(documents, [d for d in shard.doc_ids if d not in outcomes])
+    for row in rows.iter_rows(named=True):
+        problem = _document_problem(row)
+        if problem:
+            outcomes[row["doc_id"]] = Outcome.document_error(row["doc_id"], problem)
+            meter.documents(1)
+        else:
+            todo.append((row["doc_id"], row["text"]))
+    return todo
+
+
+def _document_problem(row: dict[str, Any]) -> str | None:
+    if row.get("status") not in (None, "ok"):
+        return f"ingest {row.get('status')}: {row.get('error') or 'no text'}"
+    if not (row.get("text") or "").strip():
+        return "the document has no text"
+    return None
+
+
+def _extract_or_raise(
+    shard: Shard,
+    program: ExtractionProgram,
+    settings: BatchSettings,
+    todo: list[tuple[str, str]],
+    meter: ProgressMeter,
+) -> dict[str, Outcome]:
+    """The outcomes of `todo`, each staged as it finishes; ShardIncomplete if any was transient."""
+    stager = Stager(
+        staging_dir(settings.output_dir, shard.shard_id), settings.flush_every, settings.flush_interval_s
+    )
+    client = batch_client(program, settings)
+    fresh = _ModelCallLoop.run(_extract_all(program, client, todo, settings.concurrency, stager, meter))
+    failed = [o for o in fresh if not o.staged]
+    if failed:
+        raise ShardIncomplete(
+            f"shard {shard.shard_id}: {len(failed)} of {len(todo)} documents could "
+            f"not reach the model ({failed[0].error}); the rest are saved"
+        )
+    return {o.doc_id: o for o in fresh}
+
+
+async def _extract_all(
+    program: ExtractionProgram,
+    client: LMClient,
+    docs: list[tuple[str, str]],
+    concurrency: int,
+    stager: Stager,
+    meter: ProgressMeter,
+) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    queue = iter(docs)  # shared by the workers; next() never yields to the loop, so no lock
+
+    async def worker() -> None:
+        for doc_id, text in queue:
+            try:
+                record, trace = await program.aextract(text, client)
+                outcome = Outcome.from_extraction(doc_id, record, trace)
+            except Exception as exc:  # aextract returns model failures; anything else is a bug,
+                # which a retry would repeat: quarantine the document instead of failing the shard
+                outcome = Outcome.unexpected(doc_id, exc)
+            outcomes.append(outcome)
+            await stager.add(outcome)
+            meter.documents(1 if outcome.staged else 0, unavailable=0 if outcome.staged else 1)
+
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(docs)))))
+    await stager.flush()
+    return outcomes
