@@ -11,6 +11,8 @@ from pathlib import Path
 
 import typer
 
+from ieflow_cli.progress import show_progress
+
 
 class _ShutdownCancelFilter(logging.Filter):
     """Drops SQLAlchemy's "Exception during reset" traceback for a CancelledError: Prefect cancels
@@ -85,7 +87,8 @@ def demo(
     """The main job on the embedded defaults: ingest, split, optimize and extract the sample documents."""
     from ieflow_cli.demo import run_demo
 
-    run_demo(data=data, output_dir=output_dir, max_metric_calls=max_metric_calls)
+    with show_progress():
+        run_demo(data=data, output_dir=output_dir, max_metric_calls=max_metric_calls)
 
 
 @app.command()
@@ -99,13 +102,18 @@ def extract(
     api_base: str = typer.Option(None, help="Base URL of an OpenAI-compatible server."),
     api_key_env: str = typer.Option(None, help="Name of the environment variable holding the API key."),
     api_key_secret: str = typer.Option(None, help="Name of a Prefect Secret block holding the API key."),
+    progress: bool = typer.Option(
+        None, "--progress/--no-progress", help="Progress bars on stderr (default: on a terminal)."
+    ),
 ) -> None:
     """Batch-extract a corpus with a program (the `extract` flow; restartable, exactly-once)."""
     from ieflow_flows.extract import ExtractParams
     from ieflow_flows.extract import extract as extract_flow
 
     given = {k: v for k, v in locals().items() if v is not None and k in ExtractParams.model_fields}
-    typer.echo(json.dumps(extract_flow(ExtractParams(**given)), indent=2, default=str))
+    with show_progress(progress):
+        summary = extract_flow(ExtractParams(**given))
+    typer.echo(json.dumps(summary, indent=2, default=str))
 
 
 @app.command("extract-file")
@@ -148,13 +156,17 @@ def optimize(
     api_key_env: str = typer.Option(None, help="Name of the environment variable holding the API key."),
     api_key_secret: str = typer.Option(None, help="Name of a Prefect Secret block holding the API key."),
     output_dir: str = typer.Option(None, help="Run folder (resumes if it holds a checkpoint)."),
+    progress: bool = typer.Option(
+        None, "--progress/--no-progress", help="Progress bars on stderr (default: on a terminal)."
+    ),
 ) -> None:
     """Optimize an extraction program (the `optimize` flow; unset options take the flow's defaults)."""
     from ieflow_flows.optimize import OptimizeParams
     from ieflow_flows.optimize import optimize as optimize_flow
 
     given = {k: v for k, v in locals().items() if v is not None and k in OptimizeParams.model_fields}
-    summary = optimize_flow(OptimizeParams(**given))
+    with show_progress(progress):
+        summary = optimize_flow(OptimizeParams(**given))
     typer.echo(json.dumps(summary, indent=2))
 
 

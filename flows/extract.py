@@ -23,6 +23,7 @@ from ieflow import storage
 from ieflow.batch import BatchSettings, load_program, plan_run, shard_done
 from ieflow.preflight import preflight
 from ieflow.program import ExtractionProgram
+from ieflow.progress import BatchStarted, publish
 from ieflow_tasks.extract import extract_shard, finish_extract, plan_extract, summary_table
 
 
@@ -115,6 +116,8 @@ def extract(params: ExtractParams) -> dict[str, Any]:
     program_json = json.dumps(program.to_dict())  # text: see tasks/extract.py
     plan = plan_extract(documents, program_json, settings)
     pending = [s for s in plan.shards if not shard_done(plan.output_dir, s.shard_id)]
+    already_done = plan.n_documents - sum(len(s.doc_ids) for s in pending)
+    publish(BatchStarted(plan.run_id, plan.n_documents, already_done))  # to a CLI progress bar
     logger.info(
         "run %s: %d documents in %d shards, %d to do (program %s, model %s)",
         plan.run_id,

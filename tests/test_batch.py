@@ -30,6 +30,7 @@ from ieflow.batch import (
     run_batch,
 )
 from ieflow.program import Trace
+from ieflow.progress import BatchStarted, DocumentsFinished, listening
 from ieflow_testing.fake_server import FakeLMServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -388,3 +389,17 @@ def test_kill_9_mid_run_then_restart_writes_every_document_once(tmp_path: Path) 
     records, quarantine = batch.read_outputs(str(out))
     assert len(records) == n and records["doc_id"].n_unique() == n and len(quarantine) == 0
     assert redone == n - 40 * len(done) - staged  # done shards and staged documents were not redone
+
+
+def test_a_run_publishes_to_process_wide_listeners(tmp_path: Path, server: FakeLMServer) -> None:
+    """What the CLI's progress bar hears: one start, then every document once, from any thread."""
+    docs = make_documents(tmp_path / "docs.parquet", {f"po-100{i % 3 + 1}#{i}": "" for i in range(5)})
+    heard: list[Any] = []
+    with listening(heard.append):
+        run_batch(docs, program(server), settings(tmp_path / "out", server))
+    assert heard[0] == BatchStarted(heard[0].run_id, 5, 0)
+    finished = [u for u in heard[1:] if isinstance(u, DocumentsFinished)]
+    assert len(finished) == len(heard) - 1 and sum(u.done for u in finished) == 5
+    heard.clear()
+    run_batch(docs, program(server), settings(tmp_path / "out", server))  # nothing left to do
+    assert heard == []  # not listening any more

@@ -11,6 +11,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ieflow.progress import DocumentsFinished, publish
+
 
 @dataclass(frozen=True)
 class BatchProgress:
@@ -64,6 +66,9 @@ class ProgressMeter:
     def documents(self, done: int = 0, *, resumed: int = 0, unavailable: int = 0) -> None:
         """`done` documents finished now, `resumed` found finished, `unavailable` gave up on."""
         self._move(done=done + resumed, resumed=resumed, unavailable=unavailable)
+        # Also to the process-wide listeners: under Prefect each shard task has its own meter,
+        # and a command's progress bar wants the sum of them all.
+        publish(DocumentsFinished(done=done, resumed=resumed, unavailable=unavailable))
 
     def shard(self, *, failed: bool = False) -> None:
         self._move(shards_done=0 if failed else 1, shards_failed=1 if failed else 0)

@@ -12,6 +12,7 @@ from ieflow.batch.plan import BatchSettings, RunPlan, Shard, pending_shards, pla
 from ieflow.batch.progress import ProgressCallback, ProgressMeter
 from ieflow.batch.shard import run_shard
 from ieflow.program import ExtractionProgram
+from ieflow.progress import BatchStarted, publish
 
 
 def run_batch(
@@ -31,6 +32,7 @@ def run_batch(
     pending = pending_shards(plan)
     meter = _meter(plan, pending, on_progress)
     meter.start()
+    publish(BatchStarted(plan.run_id, plan.n_documents, meter.progress.done))
     failed: dict[str, str] = {}
     processed = 0
     with ThreadPoolExecutor(max(1, parallel_shards), thread_name_prefix="ieflow-shard") as pool:
