@@ -18,6 +18,8 @@ import jsonschema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError as _JsonSchemaError
 
+from ieflow.schema_safety import UnsafeSchemaError, check_untrusted, make_validator
+
 SCALAR_TYPES = ("string", "number", "integer", "boolean")
 
 
@@ -53,6 +55,12 @@ def load_schema(source: str | Path | dict[str, Any] | type) -> dict[str, Any]:
     except _JsonSchemaError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "<root>"
         raise SchemaError(f"invalid JSON Schema at {where}: {exc.message}") from exc
+    except RecursionError:
+        raise SchemaError("the schema is nested too deeply to check") from None
+    try:
+        check_untrusted(schema)  # schemas come from strangers: nothing fetched, looped or hung on
+    except UnsafeSchemaError as exc:
+        raise SchemaError(str(exc)) from None
     root = resolve(schema, schema)
     if "object" not in types_of(root) or not isinstance(root.get("properties"), dict):
         raise SchemaError("a record schema must be an object with 'properties' at the top level")
@@ -187,16 +195,16 @@ def field_schema(schema: dict[str, Any], path: str) -> dict[str, Any]:
 
 
 # Validators are reused: building one costs far more than a validation of a small record.
-_VALIDATORS: OrderedDict[str, Draft202012Validator] = OrderedDict()
+_VALIDATORS: OrderedDict[str, jsonschema.protocols.Validator] = OrderedDict()
 _VALIDATORS_LOCK = threading.Lock()  # evaluators validate from worker threads
 
 
-def _validator(schema: dict[str, Any]) -> Draft202012Validator:
+def _validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
     key = json.dumps(schema, sort_keys=True, default=str)
     with _VALIDATORS_LOCK:
         validator = _VALIDATORS.get(key)
         if validator is None:
-            validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+            validator = make_validator(schema)
             _VALIDATORS[key] = validator
             if len(_VALIDATORS) > 64:
                 _VALIDATORS.popitem(last=False)

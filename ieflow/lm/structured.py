@@ -9,6 +9,8 @@ from typing import Any
 
 import jsonschema
 
+from ieflow.schema_safety import make_validator
+
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 
 
@@ -19,25 +21,51 @@ def response_format(schema: dict, name: str = "record") -> dict:
 
 @lru_cache(maxsize=256)
 def _validator(schema_json: str) -> jsonschema.protocols.Validator:
-    schema = json.loads(schema_json)
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+    return make_validator(json.loads(schema_json))  # RE2 patterns, nothing fetched
+
+
+MAX_ANSWER_DEPTH = 64  # far beyond any record; deeper answers would exhaust the validator's stack
 
 
 def parse_json(text: str) -> Any:
-    """Parse a model answer as JSON, tolerating code fences and prose around one JSON object."""
+    """Parse a model answer as JSON, tolerating code fences and prose around one JSON object.
+
+    Raises ValueError when there is no JSON object, or one nested deeper than MAX_ANSWER_DEPTH."""
     stripped = text.strip()
     try:
-        return json.loads(stripped)
-    except ValueError:
-        pass
+        return _loads(stripped)
+    except ValueError as exc:
+        if "nested" in str(exc):
+            raise
     fenced = _FENCE.search(stripped)
     if fenced:
-        return json.loads(fenced.group(1))
+        return _loads(fenced.group(1))
     start, end = stripped.find("{"), stripped.rfind("}")
     if start != -1 and end > start:
-        return json.loads(stripped[start : end + 1])
+        return _loads(stripped[start : end + 1])
     raise ValueError("no JSON object in the answer")
+
+
+def _loads(text: str) -> Any:
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"the answer is nested more than {MAX_ANSWER_DEPTH} levels deep") from None
+    if _depth(value) > MAX_ANSWER_DEPTH:
+        raise ValueError(f"the answer is nested more than {MAX_ANSWER_DEPTH} levels deep")
+    return value
+
+
+def _depth(value: Any) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth)
+            if depth > MAX_ANSWER_DEPTH:
+                break
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
 
 
 def validation_problems(value: Any, schema: dict) -> list[str]:
