@@ -9,7 +9,6 @@ after a crash continues where it stopped: done shards are skipped, staged docume
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Literal
 
@@ -20,11 +19,10 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
 from ieflow import storage
-from ieflow.batch import BatchSettings, load_program, plan_run, shard_done
+from ieflow.batch import BatchSettings, load_program, plan_run, program_url, shard_done
 from ieflow.preflight import preflight
-from ieflow.program import ExtractionProgram
 from ieflow.progress import BatchStarted, publish
-from ieflow_tasks.extract import extract_shard, finish_extract, plan_extract, summary_table
+from ieflow_tasks.extract import extract_shard, finish_extract, plan_extract, read_program, summary_table
 
 
 class ExtractParams(BaseModel):
@@ -113,8 +111,7 @@ def extract(params: ExtractParams) -> dict[str, Any]:
     preflight(program.model, params.api_base, params.api_key_env, api_key_secret=params.api_key_secret)
     documents = find_documents(params)
     settings = params.settings()
-    program_json = json.dumps(program.to_dict())  # text: see tasks/extract.py
-    plan = plan_extract(documents, program_json, settings)
+    plan = plan_extract(documents, program, settings)
     pending = [s for s in plan.shards if not shard_done(plan.output_dir, s.shard_id)]
     already_done = plan.n_documents - sum(len(s.doc_ids) for s in pending)
     publish(BatchStarted(plan.run_id, plan.n_documents, already_done))  # to a CLI progress bar
@@ -130,7 +127,7 @@ def extract(params: ExtractParams) -> dict[str, Any]:
     shards_flow = extract_shards.with_options(task_runner=params.runner())
     failed = shards_flow(
         documents,
-        program_json,
+        program_url(plan.output_dir),  # by URL: a program of any size, never a Prefect parameter
         settings,
         [s.shard_id for s in pending],
         params.shard_retries,
@@ -139,7 +136,7 @@ def extract(params: ExtractParams) -> dict[str, Any]:
     n_processed = sum(len(s.doc_ids) for s in pending if s.shard_id not in failed)
     summary = finish_extract(
         plan,
-        program_json,
+        program,
         settings,
         time.perf_counter() - started,
         failed,
@@ -171,7 +168,7 @@ def extract(params: ExtractParams) -> dict[str, Any]:
 @flow(name="extract-shards")
 def extract_shards(
     documents: str,
-    program: str,
+    program_url: str,
     settings: BatchSettings,
     shard_ids: list[str],
     retries: int = 2,
@@ -183,7 +180,7 @@ def extract_shards(
     plan is deterministic and checked against the manifest) rather than take the plan as a
     parameter: flow parameters are stored by the Prefect API, and a plan lists every doc_id."""
     logger = get_run_logger()
-    plan = plan_run(documents, ExtractionProgram.from_dict(json.loads(program)), settings)
+    plan = plan_run(documents, read_program(program_url), settings)
     wanted = set(shard_ids)
     shards = [s for s in plan.shards if s.shard_id in wanted]
     total, done = len(plan.shards), len(plan.shards) - len(shards)
@@ -193,7 +190,7 @@ def extract_shards(
         description=f"Shards done, run {plan.run_id}",
     )
     task = extract_shard.with_options(retries=retries, retry_delay_seconds=retry_delay_s)
-    futures = task.map(unmapped(documents), shards, unmapped(program), unmapped(settings))
+    futures = task.map(unmapped(documents), shards, unmapped(program_url), unmapped(settings))
     names = {future.task_run_id: shard.shard_id for future, shard in zip(futures, shards, strict=True)}
     failed: dict[str, str] = {}
     for future in as_completed(list(futures)):

@@ -3,26 +3,26 @@
 A task is a whole shard (hundreds of documents, their model calls run concurrently inside it), so
 Prefect's few milliseconds per task vanish next to the shard's seconds of model time. No task is
 cached by Prefect: the shard's own output files are its cache (a done shard is read back, not
-redone), which also holds across flow runs, task runners and machines. Programs travel as their
-JSON dict, so the tasks pickle cheaply to Dask workers and never share a mutable object.
+redone), which also holds across flow runs, task runners and machines. The shard tasks get the
+program as the URL of the run's program.json (written beside the manifest at planning), so a
+program of any size pickles cheaply to Dask workers and is never a Prefect parameter.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from ieflow import batch
+from ieflow import batch, storage
 from ieflow.program import ExtractionProgram
 
 
 @task(name="plan-extract", cache_policy=NO_CACHE)
-def plan_extract(documents: str, program: str, settings: batch.BatchSettings) -> batch.RunPlan:
-    """Cut the documents into stable shards and write (or check) the run manifest."""
-    return batch.plan_run(documents, _program(program), settings)
+def plan_extract(documents: str, program: ExtractionProgram, settings: batch.BatchSettings) -> batch.RunPlan:
+    """Cut the documents into stable shards and write (or check) the run manifest and program."""
+    return batch.plan_run(documents, program, settings)
 
 
 @task(
@@ -33,17 +33,17 @@ def plan_extract(documents: str, program: str, settings: batch.BatchSettings) ->
     task_run_name="shard-{shard.shard_id}",
 )
 def extract_shard(
-    documents: str, shard: batch.Shard, program: str, settings: batch.BatchSettings
+    documents: str, shard: batch.Shard, program_url: str, settings: batch.BatchSettings
 ) -> dict[str, Any]:
     """Extract, validate and write one shard. A retry (after ShardIncomplete: the model stayed
     unavailable past the client's retries) redoes only the documents that have no saved outcome."""
-    return batch.run_shard(documents, shard, _program(program), settings)
+    return batch.run_shard(documents, shard, read_program(program_url), settings)
 
 
 @task(name="finish-extract", cache_policy=NO_CACHE)
 def finish_extract(
     plan: batch.RunPlan,
-    program: str,
+    program: ExtractionProgram,
     settings: batch.BatchSettings,
     wall_s: float,
     failed: dict[str, str],
@@ -52,12 +52,13 @@ def finish_extract(
 ) -> dict[str, Any]:
     """Sum the shard counts, render Data Docs and store the summary in the manifest."""
     return batch.finish_run(
-        plan, _program(program), settings, wall_s, failed, data_docs=data_docs, n_processed=n_processed
+        plan, program, settings, wall_s, failed, data_docs=data_docs, n_processed=n_processed
     )
 
 
-def _program(text: str) -> ExtractionProgram:
-    return ExtractionProgram.from_dict(json.loads(text))
+def read_program(url: str) -> ExtractionProgram:
+    """The run's program from its program.json (once per shard: nothing next to its model time)."""
+    return ExtractionProgram.from_dict(storage.read_json(url))
 
 
 def summary_table(summary: dict[str, Any]) -> list[dict[str, Any]]:

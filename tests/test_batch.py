@@ -29,7 +29,8 @@ from ieflow.batch import (
     plan_run,
     run_batch,
 )
-from ieflow.program import Trace
+from ieflow.preflight import ConfigError
+from ieflow.program import ExtractionProgram, Trace
 from ieflow.progress import BatchStarted, DocumentsFinished, listening
 from ieflow_testing.fake_server import FakeLMServer
 
@@ -403,3 +404,31 @@ def test_a_run_publishes_to_process_wide_listeners(tmp_path: Path, server: FakeL
     heard.clear()
     run_batch(docs, program(server), settings(tmp_path / "out", server))  # nothing left to do
     assert heard == []  # not listening any more
+
+
+def test_a_doc_id_with_two_contents_is_refused_and_exact_repeats_are_counted(
+    tmp_path: Path, server: FakeLMServer
+) -> None:
+    """Issue 16: no row is dropped without a reason."""
+    docs = make_documents(tmp_path / "docs.parquet", {"po-1001#1": "", "po-1002#2": ""})
+    rows = pl.read_parquet(docs)
+    repeated = pl.concat([rows, rows.head(1), rows.head(1)])
+    repeated.write_parquet(tmp_path / "repeated.parquet")
+    summary = run_batch(str(tmp_path / "repeated.parquet"), program(server), settings(tmp_path / "a", server))
+    assert summary["n_documents"] == 2 and summary["status"] == "complete"
+    assert json.loads((tmp_path / "a" / "manifest.json").read_text())["duplicate_rows_dropped"] == 2
+
+    clash = pl.concat([rows, rows.head(1).with_columns(pl.lit("other").alias("sha256"))])
+    clash.write_parquet(tmp_path / "clash.parquet")
+    with pytest.raises(
+        ConfigError, match=r"1 doc_ids have rows with different content \(e\.g\. \['po-1001#1'\]\)"
+    ):
+        run_batch(str(tmp_path / "clash.parquet"), program(server), settings(tmp_path / "b", server))
+    assert not (tmp_path / "b" / "manifest.json").exists()  # refused before any work
+
+
+def test_the_run_keeps_its_program_beside_the_manifest(tmp_path: Path, server: FakeLMServer) -> None:
+    docs = make_documents(tmp_path / "docs.parquet", {"po-1001#1": ""})
+    prog = program(server)
+    run_batch(docs, prog, settings(tmp_path / "out", server))
+    assert ExtractionProgram.load(tmp_path / "out" / "program.json") == prog

@@ -150,3 +150,29 @@ def test_flow_on_a_dask_cluster(
         params(documents, out, server, task_runner="dask", dask_workers=1, parallel_shards=2, data_docs=False)
     )
     assert summary["status"] == "complete" and summary["n_records"] == 6 and summary["n_quarantined"] == 1
+
+
+def test_a_program_larger_than_prefects_parameter_limit_runs(
+    prefect_harness: None,
+    server: FakeLMServer,
+    documents: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 16: a 1 MB instruction (Prefect refuses flow parameters over 512 KB) travels by the
+    URL of the run's program.json, not as a subflow parameter."""
+    from ieflow.program import INSTRUCTION, ExtractionProgram
+    from ieflow_flows.extract import extract
+
+    monkeypatch.setenv(KEY_ENV, "fake")
+    base = ExtractionProgram.from_schema(ROOT / "schemas" / "purchase_order.json")
+    instruction = base.components[INSTRUCTION] + "\n" + "Read every line twice. " * 45_000
+    big = base.replace(components={**base.components, INSTRUCTION: instruction})
+    assert len(json.dumps(big.to_dict())) > 1_000_000
+    program_file = tmp_path / "big.json"
+    big.save(program_file)
+    out = tmp_path / "out"
+    summary = extract(params(documents, out, server, program=str(program_file)))
+    assert summary["status"] == "complete" and summary["n_records"] + summary["n_quarantined"] == 7
+    kept = ExtractionProgram.load(out / "program.json")  # the run's program, with the model override
+    assert kept.hash == big.replace(model=server.model_name("po")).hash

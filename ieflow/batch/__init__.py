@@ -33,6 +33,7 @@ from ieflow.batch.plan import (
     load_program,
     pending_shards,
     plan_run,
+    program_url,
     read_documents,
     shard_done,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "pending_shards",
     "plan_run",
     "polars_dtype",
+    "program_url",
     "quarantine_frame",
     "read_documents",
     "read_outputs",

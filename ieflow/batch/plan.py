@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,10 @@ from ieflow.preflight import ConfigError
 from ieflow.program import ExtractionProgram
 from ieflow.validation import load_expectations
 
+log = logging.getLogger(__name__)
+
 MANIFEST = "manifest.json"
+PROGRAM = "program.json"  # the run's program, beside its manifest: what the shards read
 
 
 class RunConflictError(RuntimeError):
@@ -114,6 +118,7 @@ def plan_run(documents: str, program: ExtractionProgram, settings: BatchSettings
     the program hash and its doc_ids. Writes the manifest, or checks it against an earlier start."""
     if settings.shard_size < 1:
         raise ValueError("shard_size must be at least 1")
+    duplicates = check_duplicate_ids(documents)
     docs = read_documents(documents).sort("doc_id")
     ids = docs["doc_id"].cast(pl.String).to_list()
     shas = docs["sha256"].fill_null("").to_list() if "sha256" in docs.columns else [""] * len(ids)
@@ -128,23 +133,62 @@ def plan_run(documents: str, program: ExtractionProgram, settings: BatchSettings
     plan = RunPlan(
         run_id, program.hash, documents, settings.output_dir, settings.shard_size, len(ids), shards
     )
-    _write_or_check_manifest(plan, program)
+    _write_or_check_manifest(plan, program, duplicates)
     return plan
 
 
-def _write_or_check_manifest(plan: RunPlan, program: ExtractionProgram) -> None:
+def check_duplicate_ids(url: str) -> int:
+    """Rows of documents.parquet repeating an earlier row's doc_id and content (those are dropped,
+    and counted in the manifest). A doc_id with two different contents is a `ConfigError`: either
+    one would be silently lost."""
+    frame = pl.scan_parquet(url) if "://" not in url else storage.read_parquet(url).lazy()
+    names = frame.collect_schema().names()
+    if "doc_id" not in names:
+        raise ValueError(f"{url} has no doc_id column")
+    content = pl.col("sha256") if "sha256" in names else pl.col("text").hash() if "text" in names else None
+    aggregates = [pl.len().alias("rows")]
+    if content is not None:
+        aggregates.append(content.n_unique().alias("contents"))
+    groups = frame.group_by("doc_id").agg(aggregates).filter(pl.col("rows") > 1).collect()
+    if groups.is_empty():
+        return 0
+    if "contents" in groups.columns:
+        clashing = groups.filter(pl.col("contents") > 1).sort("doc_id")
+        if not clashing.is_empty():
+            first = clashing["doc_id"].to_list()[:3]
+            raise ConfigError(
+                f"{url}: {clashing.height} doc_ids have rows with different content (e.g. {first}); "
+                "a doc_id must name one document: make the ids unique (ingest does) and run again"
+            )
+    return int(groups["rows"].sum() - groups.height)
+
+
+def program_url(output_dir: str) -> str:
+    return storage.join(output_dir, PROGRAM)
+
+
+def _write_or_check_manifest(plan: RunPlan, program: ExtractionProgram, duplicate_rows: int) -> None:
     url = storage.join(plan.output_dir, MANIFEST)
-    if not storage.exists(url):
-        storage.write_json({**plan.manifest(), "model": program.model, "status": "running"}, url)
-        return
-    old = storage.read_json(url)
-    if old.get("run_id") != plan.run_id:
-        raise RunConflictError(
-            f"{plan.output_dir} holds run {old.get('run_id')} (program {old.get('program_hash')}, "
-            f"{old.get('n_documents')} documents, shard size {old.get('shard_size')}), not this one "
-            f"(program {program.hash}, {plan.n_documents} documents, shard size {plan.shard_size}; "
-            "expectations count too); use another output folder"
+    if storage.exists(url):
+        old = storage.read_json(url)
+        if old.get("run_id") != plan.run_id:
+            raise RunConflictError(
+                f"{plan.output_dir} holds run {old.get('run_id')} (program {old.get('program_hash')}, "
+                f"{old.get('n_documents')} documents, shard size {old.get('shard_size')}), not this one "
+                f"(program {program.hash}, {plan.n_documents} documents, shard size {plan.shard_size}; "
+                "expectations count too); use another output folder"
+            )
+    # The run's program beside its manifest (the run id covers its hash): shards read it from
+    # here, so a program of any size never travels as a Prefect parameter.
+    if not storage.exists(program_url(plan.output_dir)):
+        storage.write_json(program.to_dict(), program_url(plan.output_dir))
+    if duplicate_rows:
+        log.warning(
+            "%s: %d rows repeat an earlier row's doc_id and content; dropped", plan.documents, duplicate_rows
         )
+    if not storage.exists(url):
+        manifest = {**plan.manifest(), "model": program.model, "status": "running"}
+        storage.write_json({**manifest, "duplicate_rows_dropped": duplicate_rows}, url)
 
 
 def _digest(*parts: str) -> str:
