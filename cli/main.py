@@ -117,6 +117,7 @@ def extract_file(
 ) -> None:
     """Extract one document and print the record as JSON."""
     from ieflow.documents.parse import parse_file
+    from ieflow.extraction import extract
     from ieflow.program import ExtractionProgram
 
     if (schema is None) == (program is None):
@@ -128,7 +129,7 @@ def extract_file(
     if parsed.status == "error":
         typer.echo(f"error: cannot read {document}: {parsed.error}", err=True)
         raise typer.Exit(2)
-    record, trace = prog.extract(parsed.text)
+    record, trace = extract(prog, parsed.text)
     if record is None:
         typer.echo(f"error: extraction failed: {trace.error}", err=True)
         raise typer.Exit(1)

@@ -105,10 +105,16 @@ class RecordingLM(ScriptedLM):
 
 def cases() -> dict[str, tuple[ExtractionProgram, str]]:
     nda = ExtractionProgram.from_schema(NDA, model="scripted/lm")
-    demo = Demo("d1", "Demo NDA between X and Y under Texas law.", {"effective_date": None, "jurisdiction": "Texas", "party": ["X", "Y"]})
+    demo = Demo(
+        "d1",
+        "Demo NDA between X and Y under Texas law.",
+        {"effective_date": None, "jurisdiction": "Texas", "party": ["X", "Y"]},
+    )
     receipt = ExtractionProgram.from_schema(RECEIPT, model="scripted/lm").replace(
         formats={"date": "date:day-first", "total": "amount:printed", "items[].price": "amount:printed"},
-        demos=[Demo("r1", "Date: 03/04/2021 TOTAL 12.50", {"date": "2021-04-03", "total": 12.5, "items": []})],
+        demos=[
+            Demo("r1", "Date: 03/04/2021 TOTAL 12.50", {"date": "2021-04-03", "total": 12.5, "items": []})
+        ],
     )
     select = LongDocStrategy(kind="select", max_input_tokens=900, chunk_tokens=300, overlap_tokens=30)
     mapped = LongDocStrategy(kind="map_merge", max_input_tokens=500, chunk_tokens=400, merge="majority")
@@ -122,10 +128,19 @@ def cases() -> dict[str, tuple[ExtractionProgram, str]]:
         "select_with_demo": (nda.replace(strategy=select, demos=[demo]), long_text),
         "truncate": (nda.replace(strategy=LongDocStrategy(kind="truncate", max_input_tokens=200)), long_text),
         "map_merge": (nda.replace(strategy=mapped), long_text),
-        "map_merge_one_bad_chunk": (nda.replace(strategy=mapped), long_text.replace("clause300 ", "GARBAGE ")),
-        "map_merge_one_unavailable": (nda.replace(strategy=mapped), long_text.replace("clause300 ", "UNAVAILABLE ")),
+        "map_merge_one_bad_chunk": (
+            nda.replace(strategy=mapped),
+            long_text.replace("clause300 ", "GARBAGE "),
+        ),
+        "map_merge_one_unavailable": (
+            nda.replace(strategy=mapped),
+            long_text.replace("clause300 ", "UNAVAILABLE "),
+        ),
         "unavailable": (nda, "UNAVAILABLE now"),
-        "map_merge_all_bad": (nda.replace(strategy=mapped), "GARBAGE " + long_text.replace("clause", "GARBAGE")),
+        "map_merge_all_bad": (
+            nda.replace(strategy=mapped),
+            "GARBAGE " + long_text.replace("clause", "GARBAGE"),
+        ),
     }
 
 
@@ -139,5 +154,10 @@ def run_cases(extract: Extract) -> dict[str, Any]:
         client = RecordingLM()
         record, trace = extract(program, text, client)
         trace_dict = {k: v for k, v in trace.to_dict().items() if k != "latency_s"}
-        out[name] = {"program_hash": program.hash, "record": record, "trace": trace_dict, "requests": client.requests}
+        out[name] = {
+            "program_hash": program.hash,
+            "record": record,
+            "trace": trace_dict,
+            "requests": client.requests,
+        }
     return out
