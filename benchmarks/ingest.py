@@ -1,6 +1,6 @@
 """Ingest throughput: the `ingest` flow against a plain single-process pypdf loop, same files, same run.
 
-    python benchmarks/ingest.py                       # every PDF under ../shared/datasets
+    python benchmarks/ingest.py                       # every PDF of the benchmark datasets (DATASETS)
     python benchmarks/ingest.py --workers 2 --plain   # also time the Prefect-free pipeline
 
 Measures pages per second of (a) `for page in PdfReader(f).pages: page.extract_text()` over every

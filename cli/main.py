@@ -30,11 +30,9 @@ logging.getLogger("sqlalchemy.pool.impl.AsyncAdaptedQueuePool").addFilter(_Shutd
 # does not exist): the message says what is wrong and how to fix it, so the command prints it as one
 # `error:` line, no traceback.
 # Named as module:class and matched only when the module is loaded, so `ieflow --help` stays fast.
+# `ieflow.errors.UserError` is the base of ConfigError, SchemaError, RegistryError, RunConflictError.
 USER_ERRORS = (
-    "ieflow.preflight:ConfigError",
-    "ieflow.schema:SchemaError",
-    "ieflow.registry:RegistryError",
-    "ieflow.batch:RunConflictError",
+    "ieflow.errors:UserError",
     "pydantic_core:ValidationError",
     "builtins:FileNotFoundError",
 )
@@ -50,6 +48,16 @@ def is_user_error(exc: BaseException | None) -> bool:
         if loaded is not None and isinstance(exc, getattr(loaded, name)):
             return True
     return False
+
+
+def user_error_line(exc: BaseException) -> str:
+    """The user error as one `error:` line: a Pydantic validation error lists each bad parameter
+    as `name: problem`, separated by semicolons."""
+    problems = getattr(exc, "errors", None)
+    if callable(problems) and hasattr(exc, "title"):
+        listed = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in problems())
+        return f"error: invalid {exc.title}: {listed}"
+    return "error: " + " ".join(str(exc).split())
 
 
 class _UserErrorTracebackFilter(logging.Filter):
@@ -125,6 +133,7 @@ def extract_file(
 ) -> None:
     """Extract one document and print the record as JSON."""
     from ieflow.documents.parse import parse_file
+    from ieflow.extraction import extract
     from ieflow.program import ExtractionProgram
 
     if (schema is None) == (program is None):
@@ -136,7 +145,7 @@ def extract_file(
     if parsed.status == "error":
         typer.echo(f"error: cannot read {document}: {parsed.error}", err=True)
         raise typer.Exit(2)
-    record, trace = prog.extract(parsed.text)
+    record, trace = extract(prog, parsed.text)
     if record is None:
         typer.echo(f"error: extraction failed: {trace.error}", err=True)
         raise typer.Exit(1)
@@ -199,9 +208,13 @@ def models_list() -> None:
 
 def _mount_subcommands() -> None:
     from ieflow_cli.ingest import ingest_command
-    from ieflow_cli.program import add_registry_commands  # both import only typer at top level
+    from ieflow_cli.nightly import nightly_command
+    from ieflow_cli.program import add_registry_commands  # the flows load inside each command
+    from ieflow_cli.split import split_command
 
     app.command("ingest")(ingest_command)
+    app.command("split")(split_command)
+    app.command("nightly")(nightly_command)
     add_registry_commands(program_app)  # list, show, register, promote, rollback
 
 
@@ -215,7 +228,7 @@ def main() -> None:
     except Exception as exc:
         if not is_user_error(exc):
             raise
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(user_error_line(exc), err=True)
         raise SystemExit(2) from None
 
 

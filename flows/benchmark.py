@@ -2,8 +2,9 @@
 
 A thin wrapper over `benchmarks/optimizers.py` (its `run` and `report` do the work, checkpointed and
 resumable in benchmarks/results/<dataset>/): one task per optimizer so the UI shows which one is running,
-a progress artifact, and the results table as artifacts. Datasets are the shared ones
-(`../shared/datasets/<name>`).
+a progress artifact, and the results table as artifacts. A dataset is a folder in the benchmark
+datasets folder (`benchmarks.optimizers.DATASETS`), in the layout of `data/`: schema.json,
+labels.jsonl (with a split per document), documents/.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ def bench_module() -> Any:
 
 
 class BenchmarkParams(BaseModel):
-    dataset: str = Field("sroie", description="A dataset in ../shared/datasets (sroie, deepform_adbuy, ...).")
+    dataset: str = Field(
+        "sroie", description="A folder in benchmarks.optimizers.DATASETS (sroie, deepform_adbuy, ...)."
+    )
     optimizers: list[OptimizerName] = Field(
         default_factory=lambda: ["gepa"], description="Optimizers to compare, each at the same budget."
     )

@@ -20,9 +20,9 @@ from pydantic import BaseModel, Field
 
 from ieflow import storage
 from ieflow.batch import BatchSettings, load_program, plan_run, program_url, shard_done
-from ieflow.preflight import preflight
 from ieflow.progress import BatchStarted, publish
 from ieflow_tasks.extract import extract_shard, finish_extract, plan_extract, read_program, summary_table
+from ieflow_tasks.secrets import preflight
 
 
 class ExtractParams(BaseModel):
@@ -70,7 +70,6 @@ class ExtractParams(BaseModel):
             concurrency=self.concurrency,
             api_base=self.api_base,
             api_key_env=self.api_key_env,
-            api_key_secret=self.api_key_secret,
             expectations=self.expectations,
             use_lm_cache=self.use_lm_cache,
         )
@@ -124,14 +123,14 @@ def extract(params: ExtractParams) -> dict[str, Any]:
         program.hash,
         program.model,
     )
-    shards_flow = extract_shards.with_options(task_runner=params.runner())
-    failed = shards_flow(
+    failed = extract_shards.with_options(task_runner=params.runner())(
         documents,
         program_url(plan.output_dir),  # by URL: a program of any size, never a Prefect parameter
         settings,
         [s.shard_id for s in pending],
         params.shard_retries,
         params.retry_delay_s,
+        api_key_secret=params.api_key_secret,
     )
     n_processed = sum(len(s.doc_ids) for s in pending if s.shard_id not in failed)
     summary = finish_extract(
@@ -173,12 +172,14 @@ def extract_shards(
     shard_ids: list[str],
     retries: int = 2,
     retry_delay_s: float = 10.0,
+    api_key_secret: str | None = None,
 ) -> dict[str, str]:
     """Run the given shards on this flow's task runner; returns {shard_id: error} of failed ones.
 
     A subflow so that the task runner can be chosen by a parameter of `extract`. It re-plans (the
     plan is deterministic and checked against the manifest) rather than take the plan as a
-    parameter: flow parameters are stored by the Prefect API, and a plan lists every doc_id."""
+    parameter: flow parameters are stored by the Prefect API, and a plan lists every doc_id. For the
+    same reason the API key travels as the name of its Secret block, loaded inside each shard task."""
     logger = get_run_logger()
     plan = plan_run(documents, read_program(program_url), settings)
     wanted = set(shard_ids)
@@ -190,7 +191,9 @@ def extract_shards(
         description=f"Shards done, run {plan.run_id}",
     )
     task = extract_shard.with_options(retries=retries, retry_delay_seconds=retry_delay_s)
-    futures = task.map(unmapped(documents), shards, unmapped(program_url), unmapped(settings))
+    futures = task.map(
+        unmapped(documents), shards, unmapped(program_url), unmapped(settings), unmapped(api_key_secret)
+    )
     names = {future.task_run_id: shard.shard_id for future, shard in zip(futures, shards, strict=True)}
     failed: dict[str, str] = {}
     for future in as_completed(list(futures)):

@@ -70,7 +70,7 @@ class IngestParams(BaseModel):
     def options(self) -> IngestOptions:
         password = self.pdf_password.get_secret_value() if self.pdf_password else None
         if self.pdf_password_secret:
-            from ieflow.secrets import secret_value
+            from ieflow_tasks.secrets import secret_value
 
             password = secret_value(self.pdf_password_secret)
         return IngestOptions(

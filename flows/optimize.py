@@ -18,11 +18,10 @@ from ieflow import config
 from ieflow.lm import LMClient
 from ieflow.optimize import Budget, make_optimizer
 from ieflow.optimize.runner import load_split_examples
-from ieflow.preflight import preflight
 from ieflow.program import ExtractionProgram
 from ieflow.report import optimization_markdown, pareto_plot
-from ieflow.secrets import resolve_api_key
 from ieflow_tasks.optimize import evaluate_as_task, score_program
+from ieflow_tasks.secrets import preflight, resolve_api_key
 
 OptimizerName = Literal["gepa", "mipro", "simba", "bootstrap", "opro", "ape"]
 

@@ -1,7 +1,9 @@
 """Offline-safe defaults, applied before any third-party import.
 
-Each of these stops a library from phoning home or blocking on a network fetch at import time
-(measured in ../shared/ENVIRONMENT.md). Users can still override them in their environment.
+Each of these stops a library from phoning home or blocking on a network fetch at import time:
+without them, importing unstructured pings its server (a 10 s timeout when offline) and prints a
+banner, and importing litellm fetches its model cost map over the network. Users can still override
+them in their environment.
 """
 
 import os

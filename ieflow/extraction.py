@@ -1,5 +1,13 @@
-"""Running an ExtractionProgram on one document, including the long-document strategies.
+"""Running an ExtractionProgram on one document: one way down, nothing calls back up.
 
+    aextract(program, text)
+      -> longdoc.plan_reading      which part(s) of the document the program reads
+      -> program.messages / .response_schema   the prompt and the grammar (plain data)
+      -> LMClient.acomplete_json   the model call, parsed and checked against the schema
+      -> formats.convert_record    values copied as printed, converted to the schema's form
+      -> Trace                     what happened, for batch outcomes and reflective optimizers
+
+`map_merge` runs the same step on every chunk and merges the records (`longdoc.merge_records`).
 The async path is the one implementation; the sync entry point drives it, so both behave alike.
 """
 
@@ -7,23 +15,39 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
-import re
-from collections import Counter
 from typing import Any
 
-from ieflow.formats import convert_record, render_record
+from ieflow.formats import convert_record
 from ieflow.lm import LMClient, LMError, LMUnavailableError, StructuredOutputError
 from ieflow.lm.pool import ClientSpec, shared_client
-from ieflow.program import ExtractionProgram, Trace
-from ieflow.schema import kind_of, top_level_fields
+from ieflow.longdoc import (  # re-exported: their home was this module
+    count_tokens,
+    demo_tokens,
+    document_budget,
+    document_view,
+    head,
+    merge_records,
+    plan_reading,
+    select_chunks,
+    split_windows,
+)
+from ieflow.program import ExtractionProgram
+from ieflow.trace import Trace
 
-_TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
-
-
-def count_tokens(text: str) -> int:
-    """A fast token-count estimate (words and punctuation marks), close to BPE counts for prose."""
-    return sum(1 for _ in _TOKEN.finditer(text))
+__all__ = [
+    "aextract",
+    "count_tokens",
+    "default_client",
+    "demo_tokens",
+    "document_budget",
+    "document_view",
+    "extract",
+    "head",
+    "leaked_prompt",
+    "merge_records",
+    "select_chunks",
+    "split_windows",
+]
 
 
 def default_client(program: ExtractionProgram) -> LMClient:
@@ -32,11 +56,13 @@ def default_client(program: ExtractionProgram) -> LMClient:
     return shared_client(ClientSpec(program.model, program.model_params))
 
 
-def run_extraction(
+def extract(
     program: ExtractionProgram, text: str, client: LMClient | None = None
 ) -> tuple[dict | None, Trace]:
-    """Sync entry point; safe to call from inside a running event loop (runs in a worker thread)."""
-    coroutine = arun_extraction(program, text, client)
+    """Extract one record. Never raises for model failures: they land in `trace.error`.
+
+    Sync entry point; safe to call from inside a running event loop (runs in a worker thread)."""
+    coroutine = aextract(program, text, client)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -45,57 +71,16 @@ def run_extraction(
         return pool.submit(asyncio.run, coroutine).result()
 
 
-async def arun_extraction(
+async def aextract(
     program: ExtractionProgram, text: str, client: LMClient | None = None
 ) -> tuple[dict | None, Trace]:
+    """Async twin of `extract`; `client` defaults to the pool's client of the program's model."""
     client = client or default_client(program)
-    strategy = program.strategy
-    budget = document_budget(program)
-    if count_tokens(text) <= budget:
-        return await _extract_once(program, text, client, Trace(strategy="single"))
-    if strategy.kind == "map_merge":
-        chunks = split_windows(text, min(strategy.chunk_tokens, budget), strategy.overlap_tokens)
-        return await _map_merge(program, chunks, client)
-    view, chosen = _part_within(program, text, budget)
-    trace = Trace(strategy=strategy.kind, chunks_used=chosen)
-    return await _extract_once(program, view, client, trace)
-
-
-def document_budget(program: ExtractionProgram) -> int:
-    """Tokens left for the document: `max_input_tokens` covers the demos shown before it too, so a
-    program with demos never sends a longer prompt than the same program without them. At least one
-    overlap-sized window is kept, so a program always sees some of the document."""
-    strategy = program.strategy
-    return max(strategy.max_input_tokens - demo_tokens(program), strategy.overlap_tokens + 1)
-
-
-def demo_tokens(program: ExtractionProgram) -> int:
-    """Estimated prompt tokens of the demos: each one's text and its answer as the model is shown it."""
-    total = 0
-    for demo in program.demos:
-        answer = json.dumps(render_record(demo.record, program.formats, demo.text), ensure_ascii=False)
-        total += count_tokens(demo.text) + count_tokens(answer)
-    return total
-
-
-def document_view(program: ExtractionProgram, text: str, budget: int) -> tuple[str, list[int]]:
-    """The part of `text` the program reads within `budget` tokens, and the chunks it took: the whole
-    text when it fits; else the head (`truncate`, also for `map_merge`, which reads every chunk only at
-    extraction time) or the BM25-selected chunks (`select`), windows shrunk to fit a small budget."""
-    if count_tokens(text) <= budget:
-        return text, []
-    return _part_within(program, text, budget)
-
-
-def _part_within(program: ExtractionProgram, text: str, budget: int) -> tuple[str, list[int]]:
-    # `text` is known not to fit `budget` (the caller counted it once).
-    strategy = program.strategy
-    if strategy.kind != "select":
-        return head(text, budget), []
-    size = max(min(strategy.chunk_tokens, budget // 2), 1)  # room for the head and one more chunk
-    chunks = split_windows(text, size, min(strategy.overlap_tokens, size // 5))
-    chosen = select_chunks(program, chunks, budget)
-    return "\n...\n".join(chunks[i] for i in chosen), chosen
+    reading = plan_reading(program, text)
+    if reading.strategy == "map_merge":
+        return await _map_merge(program, reading.parts, client)
+    trace = Trace(strategy=reading.strategy, chunks_used=reading.chunks_used)
+    return await _extract_once(program, reading.parts[0], client, trace)
 
 
 async def _extract_once(
@@ -161,104 +146,6 @@ async def _map_merge(
         trace.error_kind = next((part.error_kind for _, part in results if part.error_kind), None)
         return None, trace
     return merge_records(program, records), trace
-
-
-# -- long-document helpers (plain functions, unit-tested) -------------------------------------------
-
-
-def head(text: str, max_tokens: int) -> str:
-    pieces = list(_TOKEN.finditer(text))
-    if len(pieces) <= max_tokens:
-        return text
-    return text[: pieces[max_tokens - 1].end()]
-
-
-def split_windows(text: str, chunk_tokens: int, overlap_tokens: int) -> list[str]:
-    """Overlapping windows of about `chunk_tokens` tokens, cut at line breaks where possible."""
-    if chunk_tokens <= overlap_tokens:
-        raise ValueError("chunk_tokens must be larger than overlap_tokens")
-    pieces = list(_TOKEN.finditer(text))
-    if not pieces:
-        return [text]
-    windows = []
-    start = 0
-    while start < len(pieces):
-        end = min(start + chunk_tokens, len(pieces))
-        char_start = pieces[start].start()
-        char_end = len(text) if end == len(pieces) else pieces[end].start()
-        # Prefer ending at a line break in the last fifth of the window.
-        if end < len(pieces):
-            cut = text.rfind("\n", char_start + (char_end - char_start) * 4 // 5, char_end)
-            if cut > char_start:
-                char_end = cut
-                end = next((i for i in range(start, end) if pieces[i].start() >= cut), end)
-        windows.append(text[char_start:char_end])
-        if end >= len(pieces):
-            break
-        start = max(end - overlap_tokens, start + 1)
-    return windows
-
-
-def select_chunks(program: ExtractionProgram, chunks: list[str], budget: int | None = None) -> list[int]:
-    """BM25 per field (query: field name and description); the union of each field's top-k, in order,
-    trimmed to `budget` tokens (default: `max_input_tokens`). The first chunk is always kept: titles and
-    parties live there."""
-    import bm25s
-    import Stemmer
-
-    strategy = program.strategy
-    # Stemming lets "Governing law" find "governed by the laws of".
-    stemmer = Stemmer.Stemmer("english")
-    retriever = bm25s.BM25()
-    corpus_tokens = bm25s.tokenize(chunks, stopwords="en", stemmer=stemmer, show_progress=False)
-    retriever.index(corpus_tokens, show_progress=False)
-    k = min(strategy.top_k, len(chunks))
-    ranked: list[int] = [0]
-    for path, description in program.field_descriptions().items():
-        query = f"{path.replace('_', ' ').replace('.', ' ').replace('[]', '')} {description}"
-        tokens = bm25s.tokenize([query], stopwords="en", stemmer=stemmer, show_progress=False)
-        if not tokens.vocab:
-            continue
-        ids, scores = retriever.retrieve(tokens, k=k, show_progress=False)
-        # A query that matches nothing still gets k chunks back, with score 0: skip those.
-        ranked.extend(int(i) for i, score in zip(ids[0], scores[0], strict=True) if score > 0)
-    chosen: list[int] = []
-    budget = strategy.max_input_tokens if budget is None else budget
-    for index in dict.fromkeys(ranked):  # keeps first-seen order: field priority
-        cost = count_tokens(chunks[index])
-        if cost <= budget:
-            chosen.append(index)
-            budget -= cost
-    return sorted(chosen)
-
-
-def merge_records(program: ExtractionProgram, records: list[dict]) -> dict:
-    """Merge per-chunk records field by field (first non-null | majority | union for lists)."""
-    merged: dict[str, Any] = {}
-    for name in top_level_fields(program.schema):
-        kind = kind_of(program.schema, program.schema["properties"][name])
-        is_list = kind in ("scalar_array", "object_array")
-        default = "union" if is_list else program.strategy.merge
-        rule = program.strategy.merge_rules.get(name, default)
-        values = [r.get(name) for r in records if r.get(name) not in (None, [], "")]
-        merged[name] = _merge_values(values, rule, is_list)
-    return merged
-
-
-def _merge_values(values: list[Any], rule: str, is_list: bool) -> Any:
-    if not values:
-        return [] if is_list else None
-    if rule == "union" and is_list:
-        seen: dict[str, Any] = {}
-        for value in values:
-            for item in value:
-                seen.setdefault(json.dumps(item, sort_keys=True), item)
-        return list(seen.values())
-    if rule == "majority":
-        counts = Counter(json.dumps(v, sort_keys=True) for v in values)
-        best = max(counts.values())
-        return next(v for v in values if counts[json.dumps(v, sort_keys=True)] == best)
-    return values[0]
 
 
 def leaked_prompt(record: Any, program: ExtractionProgram, window: int = 40) -> str | None:

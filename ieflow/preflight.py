@@ -15,19 +15,22 @@ The API key's *value* never appears in a message: only the name of its variable.
 
 from __future__ import annotations
 
+import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+
+from ieflow.datasets import load_labels
+from ieflow.errors import ConfigError, SchemaError
+from ieflow.schema import load_schema
 
 __all__ = ["ConfigError", "preflight"]
 
-
-class ConfigError(ValueError):
-    """The run cannot start as configured; the message is one line."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()))  # always one line
+# Resolves a key the caller holds by name (a Prefect Secret block, say); raises ConfigError when it
+# cannot. Called at the key check, so the cheaper checks before it still fail first.
+KeyLoader = Callable[[], object]
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -58,14 +61,12 @@ def check_api_key(
     provider: str,
     api_base: str | None,
     api_key_env: str | None,
-    api_key_secret: str | None = None,
+    load_key: KeyLoader | None = None,
 ) -> None:
     if provider == "local":
         return
-    if api_key_secret:
-        from ieflow.secrets import resolve_api_key
-
-        resolve_api_key(api_key_env, api_key_secret)  # loads the block: missing or empty fails here
+    if load_key is not None:
+        load_key()  # a key named elsewhere: loading it is the check (a missing one fails here)
         return
     if api_key_env:
         if not os.environ.get(api_key_env):
@@ -104,10 +105,6 @@ def check_endpoint(api_base: str, timeout_s: float = 3.0) -> None:
 
 def check_schema(schema_path: str | Path) -> dict:
     """A JSON Schema file, or a program file (its `schema` is checked)."""
-    import json
-
-    from ieflow.schema import SchemaError, load_schema
-
     source: str | Path | dict = schema_path
     try:
         data = json.loads(Path(schema_path).read_text(encoding="utf-8"))
@@ -122,8 +119,6 @@ def check_schema(schema_path: str | Path) -> dict:
 
 
 def check_labels(labels_path: str | Path, schema: dict) -> None:
-    from ieflow.datasets import load_labels
-
     path = Path(labels_path)
     if not path.is_file():
         raise ConfigError(f"labels file not found: {path}")
@@ -146,16 +141,19 @@ def preflight(
     schema_path: str | Path | None = None,
     labels_path: str | Path | None = None,
     *,
-    api_key_secret: str | None = None,
+    load_key: KeyLoader | None = None,
     endpoint_timeout_s: float = 3.0,
 ) -> None:
-    """Raise ConfigError (one line) on the first problem found; cheap checks first."""
+    """Raise ConfigError (one line) on the first problem found; cheap checks first.
+
+    `load_key` stands in for the key check when the key is held elsewhere than in an environment
+    variable (the Prefect layer passes the loading of a Secret block: `ieflow_tasks.secrets`)."""
     schema = check_schema(schema_path) if schema_path is not None else None
     if labels_path is not None:
         if schema is None:
             raise ConfigError("labels given without a schema to check them against")
         check_labels(labels_path, schema)
     provider = check_model(model)
-    check_api_key(model, provider, api_base, api_key_env, api_key_secret)
+    check_api_key(model, provider, api_base, api_key_env, load_key)
     if api_base:
         check_endpoint(api_base, endpoint_timeout_s)

@@ -5,6 +5,9 @@ A program is the schema, the student model and its parameters, named text compon
 long-document strategy. Optimizers change the text components and demos; everything that changes
 what the model sees changes the program's hash, so evaluation caches never serve a stale answer.
 The lesson log and metadata ride along with the program but are not part of its hash.
+
+A program is data and the prompt assembled from it (`messages`, `response_schema`); running it on
+a document is `ieflow.extraction.extract(program, text)`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,18 @@ from typing import Any
 from ieflow import config, storage
 from ieflow.formats import get_format, render_record
 from ieflow.schema import field_paths, field_schema, load_schema, resolve, types_of
+from ieflow.trace import Trace  # re-exported: its home was this module
+
+__all__ = [
+    "DEFAULT_INSTRUCTION",
+    "FIELD_PREFIX",
+    "INSTRUCTION",
+    "Demo",
+    "ExtractionProgram",
+    "LongDocStrategy",
+    "Trace",
+    "grammar_schema",
+]
 
 INSTRUCTION = "instruction"
 FIELD_PREFIX = "field:"
@@ -216,42 +231,6 @@ class ExtractionProgram:
             messages.append({"role": "assistant", "content": json.dumps(record, ensure_ascii=False)})
         messages.append({"role": "user", "content": f"Document:\n{document_text}"})
         return messages
-
-    # -- extraction ------------------------------------------------------------------------------
-
-    def extract(self, document_text: str, client: Any | None = None) -> tuple[dict | None, Trace]:
-        """Extract one record. Never raises for model failures: they land in `trace.error`."""
-        from ieflow.extraction import run_extraction
-
-        return run_extraction(self, document_text, client)
-
-    async def aextract(self, document_text: str, client: Any | None = None) -> tuple[dict | None, Trace]:
-        from ieflow.extraction import arun_extraction
-
-        return await arun_extraction(self, document_text, client)
-
-
-@dataclass
-class Trace:
-    """What happened during one extraction, kept for debugging and for reflective optimizers."""
-
-    messages: list[dict[str, str]] = field(default_factory=list)
-    raw: str = ""
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    latency_s: float = 0.0
-    calls: int = 0
-    cached: bool = False
-    error: str | None = None
-    # "unavailable": transient failures outlasted every retry (worth trying again later);
-    # "request": the provider refused the request; "output": the answer was not a valid record
-    error_kind: str | None = None
-    strategy: str = "single"
-    chunks_used: list[int] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _type_label(node: dict[str, Any]) -> str:

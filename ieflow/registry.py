@@ -27,6 +27,7 @@ from typing import Any
 import fsspec
 
 from ieflow import storage
+from ieflow.errors import RegistryError  # defined with the other user errors; importable here too
 from ieflow.program import ExtractionProgram
 
 FORMAT = 1
@@ -38,10 +39,6 @@ LAYOUT_NOTE = """ieflow program registry (plain JSON; no ieflow needed to read i
 <name>/champion.json      "champion" is the version number in use; "history" lists every change
 <name>/nightly.json       state of the nightly re-optimization (labels seen, decisions)
 """
-
-
-class RegistryError(ValueError):
-    """A registry operation that cannot be done as asked (the message says why)."""
 
 
 def now() -> str:

@@ -18,13 +18,10 @@ import jsonschema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError as _JsonSchemaError
 
+from ieflow.errors import SchemaError  # defined with the other user errors; importable here too
 from ieflow.schema_safety import UnsafeSchemaError, check_untrusted, make_validator
 
 SCALAR_TYPES = ("string", "number", "integer", "boolean")
-
-
-class SchemaError(ValueError):
-    """The schema is not a valid JSON Schema, or not one that describes a record."""
 
 
 def load_schema(source: str | Path | dict[str, Any] | type) -> dict[str, Any]:

@@ -1,41 +1,32 @@
-"""API keys and passwords from the environment or from Prefect Secret blocks.
+"""API keys: named by an environment variable, or resolved by the caller and handed in.
 
-Flows take the *name* of an environment variable (`api_key_env`) or of a Prefect Secret block
-(`api_key_secret`), never the key itself: names are safe in flow parameters, deployment files,
-logs and checkpoints; the value is read where the client is built and lives only in memory.
+Flows take the *name* of an environment variable (`api_key_env`) or of a secret store entry (a
+Prefect Secret block, resolved in the Prefect layer: `ieflow_tasks.secrets`), never the key itself:
+names are safe in flow parameters, deployment files, logs and checkpoints. The core reads an
+environment variable itself; a key from anywhere else comes in as an `ApiKey`, whose value lives
+only in memory and never shows in a repr.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 
-from ieflow.preflight import ConfigError
-
-
-def secret_value(block_name: str) -> str:
-    """The value of the Prefect Secret block `block_name`, or a one-line ConfigError."""
-    try:
-        from prefect.blocks.system import Secret
-
-        value = Secret.load(block_name).get()
-    except Exception as exc:  # Prefect raises ValueError, ObjectNotFound, HTTP errors...
-        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise ConfigError(f"cannot load Prefect Secret block {block_name!r}: {reason}") from None
-    if not value:
-        raise ConfigError(f"Prefect Secret block {block_name!r} is empty")
-    return str(value)
+__all__ = ["ApiKey", "env_api_key"]
 
 
-def resolve_api_key(api_key_env: str | None = None, api_key_secret: str | None = None) -> str | None:
-    """The API key named by an environment variable or a Secret block; None leaves the choice to
-    litellm (the provider's usual variable, e.g. OPENAI_API_KEY)."""
-    if api_key_env and api_key_secret:
-        raise ConfigError("give api_key_env or api_key_secret, not both")
-    if api_key_secret:
-        return secret_value(api_key_secret)
-    if api_key_env:
-        return os.environ.get(api_key_env) or None
-    return None
+@dataclass(frozen=True)
+class ApiKey:
+    """A resolved API key and where it came from.
+
+    `source` names the key (where it was read from, never the key): it tells clients with different
+    keys apart and is safe to log; `value` is the key itself, kept out of reprs."""
+
+    source: str
+    value: str = field(repr=False)
 
 
-__all__ = ["resolve_api_key", "secret_value"]
+def env_api_key(variable: str | None) -> str | None:
+    """The key in the environment variable `variable`; None when unnamed or unset, which leaves the
+    choice to litellm (the provider's usual variable, e.g. OPENAI_API_KEY)."""
+    return (os.environ.get(variable) or None) if variable else None

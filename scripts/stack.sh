@@ -18,7 +18,7 @@ PORT="${IEFLOW_PREFECT_PORT:-4200}"
 POOL="${IEFLOW_WORK_POOL:-ieflow-process}"
 export PREFECT_API_URL="http://127.0.0.1:$PORT/api"
 export PREFECT_UI_URL="http://127.0.0.1:$PORT"
-# Offline: no analytics, no phoning home (see ../shared/ENVIRONMENT.md).
+# Offline: no analytics, no phoning home (the same defaults as ieflow/_offline.py).
 export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1 LITELLM_LOCAL_MODEL_COST_MAP=True \
        GX_ANALYTICS_ENABLED=False UNSTRUCTURED_DISABLE_NOTICE=1
 # Workers look for work every 10 s by default; 2 s makes a run from the UI start at once.

@@ -17,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from ieflow import batch, storage
 from ieflow.program import ExtractionProgram
+from ieflow_tasks.secrets import secret_api_key
 
 
 @task(name="plan-extract", cache_policy=NO_CACHE)
@@ -33,11 +34,17 @@ def plan_extract(documents: str, program: ExtractionProgram, settings: batch.Bat
     task_run_name="shard-{shard.shard_id}",
 )
 def extract_shard(
-    documents: str, shard: batch.Shard, program_url: str, settings: batch.BatchSettings
+    documents: str,
+    shard: batch.Shard,
+    program_url: str,
+    settings: batch.BatchSettings,
+    api_key_secret: str | None = None,
 ) -> dict[str, Any]:
     """Extract, validate and write one shard. A retry (after ShardIncomplete: the model stayed
-    unavailable past the client's retries) redoes only the documents that have no saved outcome."""
-    return batch.run_shard(documents, shard, read_program(program_url), settings)
+    unavailable past the client's retries) redoes only the documents that have no saved outcome.
+    The key of the Secret block `api_key_secret` is loaded here, in the process that uses it."""
+    api_key = secret_api_key(api_key_secret)
+    return batch.run_shard(documents, shard, read_program(program_url), settings, api_key=api_key)
 
 
 @task(name="finish-extract", cache_policy=NO_CACHE)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ieflow.preflight import ConfigError
+from ieflow.errors import ConfigError, RegistryError, RunConflictError, SchemaError
 from ieflow_cli import main as cli
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "sroie.json"
@@ -130,3 +130,102 @@ def test_ieflow_debug_keeps_the_traceback_of_a_user_error(monkeypatch: pytest.Mo
     assert cli.is_user_error(ConfigError("bad"))
     monkeypatch.setenv("IEFLOW_DEBUG", "1")
     assert not cli.is_user_error(ConfigError("bad"))
+
+
+def test_every_user_error_class_is_one_line_for_the_cli_and_still_importable_from_its_old_home() -> None:
+    from ieflow import batch, preflight, registry, schema
+
+    for error in (ConfigError, SchemaError, RegistryError, RunConflictError):
+        assert cli.is_user_error(error("what is wrong and how to fix it"))
+    assert preflight.ConfigError is ConfigError and schema.SchemaError is SchemaError
+    assert registry.RegistryError is RegistryError and batch.RunConflictError is RunConflictError
+    assert cli.user_error_line(ConfigError("a\nb")) == "error: a b"
+
+
+# -- every flow is a command -------------------------------------------------------------------------
+
+
+def _options(command: str) -> dict[str, object]:
+    """The command's parameters by name (click's view of the Typer app)."""
+    import typer.main
+
+    return {p.name: p for p in typer.main.get_command(cli.app).commands[command].params}
+
+
+def test_every_flow_is_a_command() -> None:
+    import typer.main
+
+    commands = set(typer.main.get_command(cli.app).commands)
+    assert {"ingest", "split", "optimize", "extract", "nightly"} <= commands
+
+
+def test_split_and_nightly_options_are_exactly_their_params_models_fields() -> None:
+    from ieflow_cli.nightly import RENAMED
+    from ieflow_flows.nightly import NightlyParams
+    from ieflow_flows.split import SplitParams
+
+    assert set(_options("split")) == set(SplitParams.model_fields)
+    assert {RENAMED.get(name, name) for name in _options("nightly")} == set(NightlyParams.model_fields)
+
+
+def test_unset_options_take_the_flows_defaults_and_given_ones_reach_the_params(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from ieflow_flows import nightly, split
+
+    seen: list[object] = []
+    monkeypatch.setattr(split, "split", lambda params: seen.append(params) or {"ok": 1})
+    monkeypatch.setattr(nightly, "nightly", lambda params: seen.append(params) or {})
+    runner = CliRunner()
+    assert runner.invoke(cli.app, ["split", "labels.jsonl", "--output-dir", "out"]).exit_code == 0
+    assert seen.pop() == split.SplitParams(labels_path="labels.jsonl", output_dir="out")
+    args = ["split", "d", "--output-dir", "o", "--seed", "3", "--train", "0.5", "--reassign"]
+    assert runner.invoke(cli.app, args).exit_code == 0
+    assert seen.pop() == split.SplitParams(
+        labels_path="d", output_dir="o", seed=3, train=0.5, keep_previous=False
+    )
+    assert runner.invoke(cli.app, ["nightly"]).exit_code == 0
+    assert seen.pop() == nightly.NightlyParams()
+    args = ["nightly", "--program", "a", "--program", "b", "--dataset", "a=data/a", "--force"]
+    args += ["--splits", "b=s.parquet", "--optimizer", "simba", "--max-metric-calls", "40"]
+    result = runner.invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    assert seen.pop() == nightly.NightlyParams(
+        programs=["a", "b"],
+        datasets={"a": "data/a"},
+        splits_paths={"b": "s.parquet"},
+        force=True,
+        optimizer="simba",
+        max_metric_calls=40,
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["split", "labels.jsonl", "--output-dir", "out", "--train", "0", "--val", "0", "--test", "0"],
+        ["split", "labels.jsonl", "--output-dir", "out", "--seed", "1", "--val", "-1"],
+        ["nightly", "--margin", "2"],
+        ["nightly", "--optimizer", "nope"],
+        ["nightly", "--dataset", "receipts"],
+    ],
+)
+def test_a_user_error_of_split_or_nightly_is_one_error_line_and_exit_status_2(
+    args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _run_cli(monkeypatch, *args)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_ieflow_split_runs_the_split_flow(prefect_harness: None, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    labels = Path(__file__).resolve().parents[1] / "data" / "receipts"
+    result = CliRunner().invoke(cli.app, ["split", str(labels), "--output-dir", str(tmp_path), "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "splits.parquet").exists() and '"n_assigned": 12' in result.output

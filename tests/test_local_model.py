@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ieflow.extraction import extract
 from ieflow.lm import LMClient, ResponseCache
 from ieflow.program import ExtractionProgram
 from ieflow.schema import validate_record
@@ -20,7 +21,7 @@ def test_local_model_extracts_a_schema_valid_record_from_a_sample_receipt(tmp_pa
     program = ExtractionProgram.from_schema(DATA / "schema.json", model=MODEL)
     client = LMClient(MODEL, params=program.model_params, cache=ResponseCache(tmp_path / "cache"))
     text = (DATA / "documents" / "005.txt").read_text()
-    record, trace = program.extract(text, client)
+    record, trace = extract(program, text, client)
     assert trace.error is None, trace.error
     assert validate_record(program.schema, record) == []
     assert record["company"] and "TRADING" in record["company"].upper()
@@ -72,5 +73,5 @@ def test_a_prompt_over_the_context_window_fails_once_with_a_clear_error(monkeypa
         client.complete([{"role": "user", "content": "a long document"}])
     assert len(calls) == 1 and "IEFLOW_N_CTX" in str(caught.value)
     program = ExtractionProgram.from_schema(DATA / "schema.json", model=MODEL)
-    record, trace = program.extract("a long document", client)
+    record, trace = extract(program, "a long document", client)
     assert record is None and "exceed context window" in (trace.error or "")

@@ -7,7 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from ieflow.extraction import (
+from ieflow.extraction import extract
+from ieflow.longdoc import (
     count_tokens,
     demo_tokens,
     document_budget,
@@ -99,10 +100,10 @@ def test_prompt_lists_fields_with_types_and_demos_come_as_turns() -> None:
 
 def test_extract_returns_the_record_and_a_trace_and_records_garbage_without_raising() -> None:
     good = ScriptedLM(lambda m, p: '{"effective_date": "2020-01-02", "jurisdiction": "Ohio", "party": ["A"]}')
-    record, trace = program().extract("doc", good)
+    record, trace = extract(program(), "doc", good)
     assert record["jurisdiction"] == "Ohio" and trace.error is None and trace.calls == 1
     garbage = ScriptedLM(lambda m, p: "I cannot help with that")
-    record, trace = program().extract("doc", garbage)
+    record, trace = extract(program(), "doc", garbage)
     assert record is None
     assert "invalid structured output" in trace.error and trace.raw == "I cannot help with that"
     assert trace.calls == 2  # the answer and one repair attempt
@@ -161,15 +162,15 @@ def test_long_documents_go_through_the_chosen_strategy() -> None:
 
     text = long_document()
     mapped = program(strategy=LongDocStrategy(kind="map_merge", max_input_tokens=500, chunk_tokens=400))
-    record, trace = mapped.extract(text, ScriptedLM(script))
+    record, trace = extract(mapped, text, ScriptedLM(script))
     assert trace.strategy == "map_merge" and trace.calls == len(seen) > 3
     assert record["party"] == ["Acme Corp"]
     seen.clear()
     selected = program(strategy=LongDocStrategy(kind="select", max_input_tokens=900, chunk_tokens=300))
-    record, trace = selected.extract(text, ScriptedLM(script))
+    record, trace = extract(selected, text, ScriptedLM(script))
     assert trace.strategy == "select" and len(seen) == 1 and count_tokens(seen[0]) < 1000
     truncated = program(strategy=LongDocStrategy(kind="truncate", max_input_tokens=200))
-    _, trace = truncated.extract(text, ScriptedLM(script))
+    _, trace = extract(truncated, text, ScriptedLM(script))
     assert trace.strategy == "truncate"
     with pytest.raises(ValueError):
         LongDocStrategy(kind="nope")
@@ -193,14 +194,14 @@ def test_demos_count_against_the_document_budget_so_the_prompt_does_not_grow() -
     assert document_budget(shown) == 900 - demo_tokens(shown) < 900 - 300
     for p in (bare, shown):
         seen.clear()
-        _, trace = p.extract(long_document(), ScriptedLM(script))
+        _, trace = extract(p, long_document(), ScriptedLM(script))
         assert trace.strategy == "select" and len(seen) == 1
         document_parts = [m["content"] for m in seen[0] if m["role"] != "system"]
         assert sum(count_tokens(part) for part in document_parts) <= 900 + 3 * len(document_parts)
     # A document that fits without demos but not beside them is read in part, not sent whole.
     text = " ".join(f"term{i}." for i in range(400))  # 800 tokens
     seen.clear()
-    _, trace = shown.extract(text, ScriptedLM(script))
+    _, trace = extract(shown, text, ScriptedLM(script))
     assert trace.strategy == "select" and count_tokens(seen[0][-1]["content"]) <= document_budget(shown)
 
 

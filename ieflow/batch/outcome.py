@@ -49,7 +49,7 @@ class Outcome:
 
     @classmethod
     def from_extraction(cls, doc_id: str, record: Any, trace: Any) -> Outcome:
-        """The outcome of `program.aextract`: ok | invalid | parse_error | lm_error | transient."""
+        """The outcome of `extraction.aextract`: ok | invalid | parse_error | lm_error | transient."""
         from ieflow.lm.structured import parse_json
 
         usage = {name: getattr(trace, name) for name in USAGE_FIELDS}

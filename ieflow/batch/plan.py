@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 
 from ieflow import storage
-from ieflow.preflight import ConfigError
+from ieflow.errors import ConfigError, RunConflictError
 from ieflow.program import ExtractionProgram
 from ieflow.validation import load_expectations
 
@@ -22,21 +22,17 @@ MANIFEST = "manifest.json"
 PROGRAM = "program.json"  # the run's program, beside its manifest: what the shards read
 
 
-class RunConflictError(RuntimeError):
-    """The output folder already holds a different run (other documents, program or shard size)."""
-
-
 @dataclass(frozen=True)
 class BatchSettings:
     """How to run a batch. `api_key_env` names an environment variable holding the key, so the key
-    itself is never a flow parameter, a manifest entry or a log line."""
+    itself is never a flow parameter, a manifest entry or a log line (a key from a secret store is
+    resolved by the caller and passed to `run_shard`/`run_batch` as an `ApiKey`)."""
 
     output_dir: str
     shard_size: int = 500
     concurrency: int = 32  # model calls in flight in this process (the LM client's per-model limit)
     api_base: str | None = None
     api_key_env: str | None = None
-    api_key_secret: str | None = None  # name of a Prefect Secret block holding the key
     expectations: str | None = None  # JSON file of extra great-expectations expectations
     use_lm_cache: bool = True
     timeout_s: float = 300.0

@@ -13,6 +13,7 @@ from ieflow.batch.progress import ProgressCallback, ProgressMeter
 from ieflow.batch.shard import run_shard
 from ieflow.program import ExtractionProgram
 from ieflow.progress import BatchStarted, publish
+from ieflow.secrets import ApiKey
 
 
 def run_batch(
@@ -22,11 +23,13 @@ def run_batch(
     parallel_shards: int = 2,
     on_shard: Callable[[dict[str, Any]], None] | None = None,
     on_progress: ProgressCallback | None = None,
+    api_key: ApiKey | None = None,
 ) -> dict[str, Any]:
     """Extract every document of `documents` once; returns the run summary (also in the manifest).
 
     `on_shard` gets each finished shard's stats; `on_progress` a `BatchProgress` at the start and
-    after every finished document and shard (from several threads: keep it quick)."""
+    after every finished document and shard (from several threads: keep it quick). `api_key` is a
+    key resolved by the caller; without one, `settings.api_key_env` names it."""
     started = time.perf_counter()
     plan = plan_run(documents, program, settings)
     pending = pending_shards(plan)
@@ -36,7 +39,9 @@ def run_batch(
     failed: dict[str, str] = {}
     processed = 0
     with ThreadPoolExecutor(max(1, parallel_shards), thread_name_prefix="ieflow-shard") as pool:
-        jobs = {pool.submit(_run_counted, documents, s, program, settings, meter): s for s in pending}
+        jobs = {
+            pool.submit(_run_counted, documents, s, program, settings, meter, api_key): s for s in pending
+        }
         for job, shard in jobs.items():
             try:
                 stats = job.result()
@@ -50,11 +55,16 @@ def run_batch(
 
 
 def _run_counted(
-    documents: str, shard: Shard, program: ExtractionProgram, settings: BatchSettings, meter: ProgressMeter
+    documents: str,
+    shard: Shard,
+    program: ExtractionProgram,
+    settings: BatchSettings,
+    meter: ProgressMeter,
+    api_key: ApiKey | None,
 ) -> dict[str, Any]:
     # Counted in the shard's thread, so the meter hears of a shard as soon as it ends.
     try:
-        stats = run_shard(documents, shard, program, settings, meter)
+        stats = run_shard(documents, shard, program, settings, meter, api_key)
     except Exception:
         meter.shard(failed=True)
         raise

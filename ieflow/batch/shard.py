@@ -9,7 +9,6 @@ validating and writing happen in the shard's own thread, while the other shards 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import threading
 import time
@@ -22,9 +21,11 @@ from ieflow.batch.outcome import Outcome
 from ieflow.batch.plan import BatchSettings, Shard, read_documents, shard_done, staging_dir, stats_url
 from ieflow.batch.progress import ProgressMeter
 from ieflow.batch.write import Stager, load_staged
+from ieflow.extraction import aextract
 from ieflow.lm import LMClient
 from ieflow.lm.pool import ClientSpec, shared_client
 from ieflow.program import ExtractionProgram
+from ieflow.secrets import ApiKey, env_api_key
 
 T = TypeVar("T")
 
@@ -52,22 +53,26 @@ class _ModelCallLoop:
         return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
 
 
-def batch_client(program: ExtractionProgram, settings: BatchSettings) -> LMClient:
-    """The pool's client for this model and these settings; its per-model limit is `concurrency`."""
-    from ieflow.secrets import resolve_api_key
-
-    named = settings.api_key_env or settings.api_key_secret
+def batch_client(
+    program: ExtractionProgram, settings: BatchSettings, api_key: ApiKey | None = None
+) -> LMClient:
+    """The pool's client for this model and these settings; its per-model limit is `concurrency`.
+    `api_key`, resolved by the caller, overrides `settings.api_key_env`."""
+    if api_key is not None:
+        source: str | None = api_key.source
+    else:
+        source = f"env:{settings.api_key_env}" if settings.api_key_env else None
     spec = ClientSpec(
         program.model,
         program.model_params,
         api_base=settings.api_base,
-        api_key_source=json.dumps([settings.api_key_env, settings.api_key_secret]) if named else None,
+        api_key_source=source,
         use_cache=settings.use_lm_cache,
         max_concurrency=settings.concurrency,
         timeout_s=settings.timeout_s,
         max_retries=settings.max_retries,
     )
-    return shared_client(spec, lambda: resolve_api_key(settings.api_key_env, settings.api_key_secret))
+    return shared_client(spec, lambda: api_key.value if api_key else env_api_key(settings.api_key_env))
 
 
 def run_shard(
@@ -76,12 +81,13 @@ def run_shard(
     program: ExtractionProgram,
     settings: BatchSettings,
     meter: ProgressMeter | None = None,
+    api_key: ApiKey | None = None,
 ) -> dict[str, Any]:
     """Extract, validate and write one shard; returns its stats. A done shard is only read back.
 
     Raises ShardIncomplete when documents could not reach the model after the client's retries:
     everything else is staged, so calling again redoes only those documents. `meter` is told of
-    every document as it finishes."""
+    every document as it finishes; `api_key` is a key the caller resolved (see `batch_client`)."""
     out = settings.output_dir
     if shard_done(out, shard.shard_id):
         return storage.read_json(stats_url(out, shard.shard_id))
@@ -94,7 +100,7 @@ def run_shard(
     meter.documents(resumed=resumed)
     todo = _read_pending(documents, shard, outcomes, meter)
     if todo:
-        outcomes.update(_extract_or_raise(shard, program, settings, todo, meter))
+        outcomes.update(_extract_or_raise(shard, program, settings, todo, meter, api_key))
     missing = [d for d in shard.doc_ids if d not in outcomes]
     for doc_id in missing:  # listed in the plan but gone from documents.parquet since
         outcomes[doc_id] = Outcome.document_error(doc_id, "document no longer in the documents table")
@@ -135,12 +141,13 @@ def _extract_or_raise(
     settings: BatchSettings,
     todo: list[tuple[str, str]],
     meter: ProgressMeter,
+    api_key: ApiKey | None,
 ) -> dict[str, Outcome]:
     """The outcomes of `todo`, each staged as it finishes; ShardIncomplete if any was transient."""
     stager = Stager(
         staging_dir(settings.output_dir, shard.shard_id), settings.flush_every, settings.flush_interval_s
     )
-    client = batch_client(program, settings)
+    client = batch_client(program, settings, api_key)
     fresh = _ModelCallLoop.run(_extract_all(program, client, todo, settings.concurrency, stager, meter))
     failed = [o for o in fresh if not o.staged]
     if failed:
@@ -165,7 +172,7 @@ async def _extract_all(
     async def worker() -> None:
         for doc_id, text in queue:
             try:
-                record, trace = await program.aextract(text, client)
+                record, trace = await aextract(program, text, client)
                 outcome = Outcome.from_extraction(doc_id, record, trace)
             except Exception as exc:  # aextract returns model failures; anything else is a bug,
                 # which a retry would repeat: quarantine the document instead of failing the shard

@@ -337,7 +337,8 @@ def _parse_pdf(
 def _page_text(page: Any) -> str:
     """Layout-mode text, or plain-mode text where layout mode is known to lose text.
 
-    Measured on ../shared/datasets: layout mode skips text drawn inside form XObjects and drops
+    Measured on the PDFs of the benchmark datasets (DeepForm ad buys, CUAD and Kleister NDA
+    contracts, invoice2data): layout mode skips text drawn inside form XObjects and drops
     rotated text (whole landscape pages came out empty), on ~7% of pages. Those pages get plain
     mode, which reads both; the check for rotation costs a second pass only on such pages.
     """

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ieflow.datasets import Example
+from ieflow.extraction import aextract
 from ieflow.lm import LMClient, LMUnavailableError
 from ieflow.lm.pool import ClientSpec, shared_client
 from ieflow.lm.pricing import is_local
@@ -204,14 +205,14 @@ class Evaluator:
 
         async def one(example: Example) -> None:
             async with semaphore:
-                record, trace = await program.aextract(example.text, self.client)
+                record, trace = await aextract(program, example.text, self.client)
                 for _ in range(self.error_retries):
                     if trace.error is None:
                         break
                     # A broken answer may be a passing fault (a garbled reply, an outage): ask once
                     # more without the cache, so a fault does not become a real 0 in the ledger.
                     # A model that really cannot answer fails again and is scored 0.
-                    record, trace = await program.aextract(example.text, self._uncached(program))
+                    record, trace = await aextract(program, example.text, self._uncached(program))
             if trace.error_kind == "unavailable":
                 # Not the program's fault: no score, no ledger entry, no metric call. The step
                 # fails; a resumed run (or the task's retry) evaluates this example again.

@@ -133,7 +133,8 @@ def test_a_key_from_a_prefect_secret_block_is_used_and_never_written(
 def test_a_missing_secret_block_fails_in_one_line_before_any_work(
     prefect_harness: None, tmp_path: Path
 ) -> None:
-    from ieflow.preflight import ConfigError, preflight
+    from ieflow.errors import ConfigError
+    from ieflow_tasks.secrets import preflight  # Secret blocks are the Prefect layer's to load
 
     with pytest.raises(ConfigError, match="cannot load Prefect Secret block 'no-such-block'") as info:
         preflight("openai/gpt-4o-mini", api_key_secret="no-such-block")

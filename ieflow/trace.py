@@ -1,0 +1,35 @@
+"""Trace: what happened while one program read one document.
+
+Filled in by `ieflow.extraction` as it runs a program, and read by batch extraction (usage, errors,
+quarantine reasons) and by reflective optimizers (the messages and the raw answer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["Trace"]
+
+
+@dataclass
+class Trace:
+    """What happened during one extraction, kept for debugging and for reflective optimizers."""
+
+    messages: list[dict[str, str]] = field(default_factory=list)
+    raw: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    calls: int = 0
+    cached: bool = False
+    error: str | None = None
+    # "unavailable": transient failures outlasted every retry (worth trying again later);
+    # "request": the provider refused the request; "output": the answer was not a valid record
+    error_kind: str | None = None
+    strategy: str = "single"
+    chunks_used: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
