@@ -122,7 +122,7 @@ def check_schema(schema_path: str | Path) -> dict:
 
 
 def check_labels(labels_path: str | Path, schema: dict) -> None:
-    from ieflow.datasets import load_labels
+    from ieflow.labels import load_labels
 
     path = Path(labels_path)
     if not path.is_file():
