@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 import ieflow  # noqa: F401  (offline env defaults first)
-from ieflow import ingest as ingest_mod
+from ieflow.ingest import run as ingest_run
 from ieflow.ingest import IngestOptions, ParserPool, process_file, run_ingest
 from tests.test_ingest_parse import BAD, make_blank_pdf, make_pdf
 
@@ -156,14 +156,14 @@ def test_file_vanishing_mid_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     corpus.mkdir()
     (corpus / "stays.txt").write_text("still here\n")
     (corpus / "goes.txt").write_text("about to vanish\n")
-    hash_files = ingest_mod.hash_files
+    hash_files = ingest_run.hash_files
 
     def hash_then_delete(uris: list[str], *args: Any, **kwargs: Any) -> list[Any]:
         refs = hash_files(uris, *args, **kwargs)
         (corpus / "goes.txt").unlink()  # after discovery and hashing, before parsing
         return refs
 
-    monkeypatch.setattr(ingest_mod, "hash_files", hash_then_delete)
+    monkeypatch.setattr(ingest_run, "hash_files", hash_then_delete)
     summary = run_ingest(str(corpus), str(tmp_path / "out"), workers=0)
     assert summary.status_counts == {"ok": 1, "empty": 0, "error": 1}
     assert "removed or renamed" in summary.errors[0]["error"]
