@@ -2,8 +2,8 @@
 
 A thin wrapper over `benchmarks/optimizers.py` (its `run` and `report` do the work, checkpointed and
 resumable in benchmarks/results/<dataset>/): one task per optimizer so the UI shows which one is running,
-a progress artifact, and the results table as artifacts. Datasets are the shared ones
-(`../shared/datasets/<name>`).
+a progress artifact, and the results table as artifacts. Datasets are named as in
+`benchmarks/optimizers.py`, which reads them from the datasets folder beside the repository.
 """
 
 from __future__ import annotations
