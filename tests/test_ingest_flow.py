@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 
 import ieflow  # noqa: F401  (offline env defaults first)
-from ieflow.ingest import run as ingest_run
 from ieflow.ingest import IngestOptions, ParserPool, process_file, run_ingest
+from ieflow.ingest import run as ingest_run
 from tests.test_ingest_parse import BAD, make_blank_pdf, make_pdf
 
 BAD_REASONS = {
@@ -269,3 +269,11 @@ def test_ingest_flow(tmp_path: Path, prefect_harness: None) -> None:
     assert {"source", "out", "workers", "max_pages", "ocr", "target_tokens"} <= set(fields)
     with pytest.raises(ValueError):
         IngestParams(source="x", out="y", target_tokens=64, overlap_tokens=64)
+
+
+def test_largest_files_are_parsed_first() -> None:
+    from ieflow.ingest import FileRef, largest_first
+
+    groups = {"a": [FileRef("a", size=5)], "b": [FileRef("b", size=50)], "c": [FileRef("c")]}
+    assert largest_first(groups) == ["b", "a", "c"]
+    assert largest_first(groups, ["c", "a"]) == ["a", "c"]

@@ -10,6 +10,7 @@ import pytest
 
 from ieflow import storage
 from ieflow.splits import (
+    MatchedDocument,
     SplitInputs,
     SplitPlan,
     plan_splits,
@@ -139,3 +140,32 @@ def test_split_flow_writes_parquet_and_summary(tmp_path: Path, prefect_harness: 
     assert storage.read_parquet(tmp_path / "out" / "splits.parquet").equals(
         frame.with_columns(pl.lit("previous").alias("assigned_by"))
     )
+
+
+def test_summary_dict_is_the_flow_result_shape(tmp_path: Path) -> None:
+    labels, docs = write_inputs(tmp_path, 12)
+    summary = plan(read_split_inputs(str(labels), None, str(docs), None)).summary.to_dict()
+    assert list(summary) == [
+        "n_labelled",
+        "n_assigned",
+        "splits",
+        "assigned_by",
+        "label_errors",
+        "labels_without_document",
+        "matched_by",
+        "leaks",
+        "by_stratum",
+        "seed",
+        "ratios",
+        "stratify_by",
+    ]
+    assert summary["label_errors"] == [
+        {"line": 13, "doc_id": "bad", "reason": summary["label_errors"][0]["reason"]}
+    ]
+    assert summary["matched_by"] == {"doc_id": 11} and summary["labels_without_document"] == ["d11"]
+
+
+def test_a_documents_column_is_a_stratum() -> None:
+    document = MatchedDocument("h1", "s1", {"layout": "wide"})
+    assert document.column("layout") == "wide" and document.column("sha256") == "s1"
+    assert document.column("colour") is None
