@@ -21,11 +21,13 @@ from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from ieflow.documents.parse import DEFAULT_MAX_PAGES
 from ieflow.ingest import (
+    FileRef,
     IngestOptions,
     ParserPool,
     assemble,
     error_result,
     group_by_content,
+    largest_first,
     summarize,
     summary_markdown,
 )
@@ -92,49 +94,18 @@ def ingest(params: IngestParams) -> dict[str, Any]:
     logger = get_run_logger()
     started = time.perf_counter()
     options, storage_options = params.options(), params.storage_options or None
-    fingerprint = options.fingerprint()
-    parse = parse_document
-    if params.cache_dir:
-        parse = parse_document.with_options(result_storage=Path(params.cache_dir).expanduser())
-    run_token = uuid.uuid4().hex
+    run_token = uuid.uuid4().hex  # marks the results parsed by this run (the rest came from the cache)
     with ParserPool(params.workers) as pool:  # workers start while the files are listed
         refs = discover_files(params.source, storage_options)
         groups, unreadable = group_by_content(refs)
-        # Biggest first: a large file started last would leave the other workers idle at the end.
-        shas = sorted(groups, key=lambda sha: -(groups[sha][0].size or 0))
-        uris = [groups[sha][0].uri for sha in shas]
         logger.info("%d files, %d distinct documents, %d unreadable", len(refs), len(groups), len(unreadable))
-        futures = parse.map(
-            uris,
-            shas,
-            fingerprint=unmapped(fingerprint),
-            options=unmapped(options),
-            pool=unmapped(pool),
-            storage_options=unmapped(storage_options),
-            run_token=unmapped(run_token),
-        )
-        results = {}
-        for sha, uri, future in zip(shas, uris, futures, strict=True):
-            try:
-                results[sha] = future.result()
-            except TransientParseError as exc:
-                results[sha] = {**error_result(uri, str(exc), options), "run_token": run_token}
-            except Exception as exc:  # a Prefect-level failure (e.g. result storage): one row
-                results[sha] = {
-                    **error_result(uri, f"ingest task failed: {exc}", options),
-                    "run_token": run_token,
-                }
+        results = parse_documents(groups, options, pool, run_token, storage_options, params.cache_dir)
     fresh = {sha for sha, result in results.items() if result.get("run_token") == run_token}
     documents, chunks = assemble(groups, results, unreadable)
     outputs = write_ingest_tables(documents, chunks, params.out)
+    seconds = {groups[sha][0].uri: results[sha]["seconds"] for sha in fresh}
     summary = summarize(
-        len(refs),
-        documents,
-        chunks,
-        {groups[sha][0].uri: results[sha]["seconds"] for sha in fresh},
-        len(fresh),
-        time.perf_counter() - started,
-        outputs,
+        len(refs), documents, chunks, seconds, len(fresh), time.perf_counter() - started, outputs
     )
     create_markdown_artifact(
         markdown=summary_markdown(summary),
@@ -149,6 +120,42 @@ def ingest(params: IngestParams) -> dict[str, Any]:
         params.out,
     )
     return summary.to_dict()
+
+
+def parse_documents(
+    groups: dict[str, list[FileRef]],
+    options: IngestOptions,
+    pool: ParserPool,
+    run_token: str,
+    storage_options: dict[str, Any] | None,
+    cache_dir: str | None,
+) -> dict[str, dict[str, Any]]:
+    """One `parse-document` task per distinct content, biggest first; {sha256: result}. A task
+    that fails (a transient parse error, result storage) becomes an error row, not a failed run."""
+    parse = parse_document
+    if cache_dir:
+        parse = parse_document.with_options(result_storage=Path(cache_dir).expanduser())
+    shas = largest_first(groups)
+    uris = [groups[sha][0].uri for sha in shas]
+    futures = parse.map(
+        uris,
+        shas,
+        fingerprint=unmapped(options.fingerprint()),
+        options=unmapped(options),
+        pool=unmapped(pool),
+        storage_options=unmapped(storage_options),
+        run_token=unmapped(run_token),
+    )
+    results = {}
+    for sha, uri, future in zip(shas, uris, futures, strict=True):
+        try:
+            results[sha] = future.result()
+        except TransientParseError as exc:
+            results[sha] = {**error_result(uri, str(exc), options), "run_token": run_token}
+        except Exception as exc:  # a Prefect-level failure (e.g. result storage): one row
+            reason = f"ingest task failed: {exc}"
+            results[sha] = {**error_result(uri, reason, options), "run_token": run_token}
+    return results
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ settings, so a repeated or resumed night is served from its checkpoint and evalu
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,24 +32,35 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from ieflow import config
-from ieflow.champion import (
-    Decision,
-    Policy,
-    Scorecard,
-    data_fingerprint,
-    decide,
-    decision_markdown,
-    label_snapshot,
-    new_labels,
-    skipped,
-)
+from ieflow.champion import Policy, Scorecard, data_fingerprint, decide, label_snapshot, new_labels
 from ieflow.optimize.runner import load_split_examples, score_on
 from ieflow.program import ExtractionProgram
-from ieflow.registry import Registry, RegistryError, now
+from ieflow.registry import ProgramVersion, Registry, RegistryError, now
 from ieflow.report import embedded_png
+from ieflow.review import (
+    NO_DATASET,
+    Challenger,
+    HoldoutCards,
+    ReviewResult,
+    not_enough_labels,
+    register_challenger,
+    run_key,
+    summary_row,
+    with_outcome,
+)
 from ieflow_flows.optimize import OptimizeParams, OptimizerName, optimize
 
-MAX_RUNS_KEPT = 60  # decisions remembered per program in nightly.json
+# The settings an optimization's outcome depends on: they name its run folder (`run_key`).
+RUN_SETTINGS = {
+    "optimizer",
+    "max_metric_calls",
+    "max_wall_minutes",
+    "reflection_model",
+    "max_val",
+    "max_test",
+    "seed",
+    "splits_paths",
+}
 
 
 class NightlyParams(BaseModel):
@@ -122,7 +133,7 @@ def nightly(params: NightlyParams = NightlyParams()) -> dict[str, Any]:
     verdicts = ", ".join(f"{name}: {out['decision'].replace('_', ' ')}" for name, out in outcomes.items())
     create_markdown_artifact("\n".join(reports), key="nightly-report", description=verdicts[:250])
     create_table_artifact(
-        [_summary_row(name, outcome) for name, outcome in outcomes.items()],
+        [summary_row(name, outcome) for name, outcome in outcomes.items()],
         key="nightly-summary",
         description=f"Nightly review of {len(names)} program{'s' if len(names) > 1 else ''}",
     )
@@ -135,7 +146,6 @@ def nightly(params: NightlyParams = NightlyParams()) -> dict[str, Any]:
 @flow(name="nightly-review", log_prints=True)
 def review(name: str, params: NightlyParams) -> dict[str, Any]:
     """One program: new labels? -> optimize from the champion -> champion vs challenger -> decide."""
-    logger = get_run_logger()
     registry = Registry(params.registry)
     champion = registry.champion(name)
     if champion is None:
@@ -143,9 +153,45 @@ def review(name: str, params: NightlyParams) -> dict[str, Any]:
     dataset = params.datasets.get(name) or champion.dataset
     state = registry.read_state(name, "nightly")
     if not dataset:
-        decision = skipped("no labelled dataset: register the program with --dataset or set `datasets`")
-        return _finish(registry, name, params, state, decision, champion.version)
+        return _finish(registry, name, params, state, ReviewResult(NO_DATASET, champion.version))
+    snapshot, fresh = _labels_since_last_review(name, dataset, champion, state)
+    if len(fresh) < params.min_new_labels and not params.force:
+        waiting = ReviewResult(not_enough_labels(len(fresh), params.min_new_labels), champion.version)
+        return _finish(registry, name, params, state, replace(waiting, new_labels=len(fresh)))
+    challenger = optimize_challenger(name, champion, dataset, snapshot, params)
+    cards = holdout_scorecards(
+        champion.load_program(),
+        challenger.program,
+        dataset,
+        params.splits_paths.get(name),
+        params.seed,
+        params.max_test,
+        str(challenger.run_dir / "test_evaluations.jsonl"),
+    )
+    decision = decide(cards.champion, cards.challenger, params.policy())
+    get_run_logger().info("%s: %s (%s)", name, decision.code, decision.reason)
+    version = register_challenger(
+        registry,
+        name,
+        champion,
+        challenger,
+        cards,
+        decision,
+        dataset=dataset,
+        optimizer=params.optimizer,
+        new_labels=len(fresh),
+        run=_this_run(),
+    )
+    result = ReviewResult(
+        decision, champion.version, version, len(fresh), cards, _links(challenger), _pareto(challenger)
+    )
+    return _finish(registry, name, params, {**state, "labels_seen": snapshot}, result)
 
+
+def _labels_since_last_review(
+    name: str, dataset: str, champion: ProgramVersion, state: dict[str, Any]
+) -> tuple[dict[str, str], list[str]]:
+    """(the label snapshot, doc ids labelled or relabelled since the last optimization)."""
     if not (Path(dataset) / "labels.jsonl").is_file():
         raise ValueError(
             f"{name}: {dataset} has no labels.jsonl (a labelled folder holds schema.json, "
@@ -153,7 +199,7 @@ def review(name: str, params: NightlyParams) -> dict[str, Any]:
         )
     snapshot = find_labels(dataset)
     fresh = new_labels(snapshot, state.get("labels_seen", {}))
-    logger.info(
+    get_run_logger().info(
         "%s: champion v%d (%s), %d labels, %d new",
         name,
         champion.version,
@@ -161,23 +207,23 @@ def review(name: str, params: NightlyParams) -> dict[str, Any]:
         len(snapshot),
         len(fresh),
     )
-    if len(fresh) < params.min_new_labels and not params.force:
-        decision = skipped(
-            f"{len(fresh)} new labelled documents since the last optimization, "
-            f"fewer than min_new_labels={params.min_new_labels}",
-            "not_enough_labels",
-        )
-        return _finish(registry, name, params, state, decision, champion.version, new=len(fresh))
+    return snapshot, fresh
 
-    run_dir = Path(params.work_dir) / name / _run_key(champion.hash, data_fingerprint(snapshot), params)
+
+def optimize_challenger(
+    name: str, champion: ProgramVersion, dataset: str, snapshot: dict[str, str], params: NightlyParams
+) -> Challenger:
+    """Run the `optimize` flow from the champion (with its lesson log) in a folder named by what it
+    depends on; raises when the optimization failed (the review fails with it)."""
+    settings = params.model_dump(include=RUN_SETTINGS)
+    run_dir = Path(params.work_dir) / name / run_key(champion.hash, data_fingerprint(snapshot), settings)
     run_dir.mkdir(parents=True, exist_ok=True)
     champion_path = run_dir / "champion.json"
     champion.load_program().save(champion_path)  # the seed: champion program with its lesson log
-    splits_path = params.splits_paths.get(name)
     opt_state = optimize(
         OptimizeParams(
             dataset=dataset,
-            splits_path=splits_path,
+            splits_path=params.splits_paths.get(name),
             program=str(champion_path),
             optimizer=params.optimizer,
             max_metric_calls=params.max_metric_calls,
@@ -190,72 +236,9 @@ def review(name: str, params: NightlyParams) -> dict[str, Any]:
         ),
         return_state=True,
     )
-    summary = opt_state.result()  # raises if the optimization failed: the review fails with it
-    challenger = ExtractionProgram.load(summary["program"])
-    cards = holdout_scorecards(
-        champion.load_program(),
-        challenger,
-        dataset,
-        splits_path,
-        params.seed,
-        params.max_test,
-        str(run_dir / "test_evaluations.jsonl"),
-    )
-    champ_card, chall_card = Scorecard(**cards["champion"]), Scorecard(**cards["challenger"])
-    decision = decide(champ_card, chall_card, params.policy())
-    logger.info("%s: %s (%s)", name, decision.code, decision.reason)
-
-    challenger_version = None
-    if challenger.hash != champion.hash:
-        entry = registry.register(
-            name,
-            challenger,
-            dataset=dataset,
-            promote=False,
-            note=decision.reason,
-            scores={
-                "holdout": chall_card.score,
-                "per_field": chall_card.per_field,
-                "n": chall_card.n,
-                "champion_holdout": champ_card.score,
-                "val": challenger.metadata.get("val_score"),
-            },
-            cost={"tokens_per_doc": chall_card.tokens_per_doc, "usd_per_doc": chall_card.usd_per_doc},
-            lineage={
-                "parent_version": champion.version,
-                "parent_hash": champion.hash,
-                "optimizer": params.optimizer,
-                "new_labels": len(fresh),
-                "steps": challenger.metadata.get("lineage", []),
-            },
-            source_run={
-                **_this_run(),
-                "optimize_flow_run_id": str(opt_state.state_details.flow_run_id),
-                "run_dir": str(run_dir),
-            },
-        )
-        challenger_version = entry.version
-        if decision.promote:
-            registry.promote(name, entry.version, reason=decision.reason, by="nightly")
-    state = {**state, "labels_seen": snapshot}
-    links = {"run folder (checkpoint, ledgers, report.md)": f"`{run_dir}`"}
-    opt_url = _run_url(str(opt_state.state_details.flow_run_id))
-    if opt_url:
-        links = {"optimization run (report, lineage, progress)": f"[{opt_url}]({opt_url})", **links}
-    plot = embedded_png(run_dir / "pareto.png", "quality vs serving cost of every candidate")
-    return _finish(
-        registry,
-        name,
-        params,
-        state,
-        decision,
-        champion.version,
-        challenger_version,
-        new=len(fresh),
-        cards=(champ_card, chall_card),
-        links=links,
-        plot=plot,
-    )
+    summary = opt_state.result()
+    program = ExtractionProgram.load(summary["program"])
+    return Challenger(program, run_dir, str(opt_state.state_details.flow_run_id))
 
 
 @task(name="find-labels", cache_policy=NO_CACHE)
@@ -273,86 +256,42 @@ def holdout_scorecards(
     seed: int,
     max_test: int | None,
     ledger: str,
-) -> dict[str, dict[str, Any]]:
+) -> HoldoutCards:
     """Both programs on the same held-out (test) documents. The optimize flow scored both there
     already, into the same ledger, so this normally reads results back without a model call."""
     _, splits = load_split_examples(dataset, splits_path=splits_path, seed=seed, limits={"test": max_test})
     test = splits["test"]
-    doc_ids = tuple(sorted(ex.doc_id for ex in test))
-    cards = {}
-    for role, program in (("champion", champion), ("challenger", challenger)):
-        card = Scorecard.from_score(score_on(program, test, ledger), list(doc_ids))
-        cards[role] = {**card.to_dict(), "doc_ids": doc_ids}
-    return cards
+    doc_ids = sorted(ex.doc_id for ex in test)
+    champion_card, challenger_card = (
+        Scorecard.from_score(score_on(program, test, ledger), doc_ids) for program in (champion, challenger)
+    )
+    return HoldoutCards(champion_card, challenger_card)
 
 
 def _finish(
-    registry: Registry,
-    name: str,
-    params: NightlyParams,
-    state: dict[str, Any],
-    decision: Decision,
-    champion_version: int,
-    challenger_version: int | None = None,
-    *,
-    new: int = 0,
-    cards: tuple[Scorecard, Scorecard] | None = None,
-    links: dict[str, str] | None = None,
-    plot: str | None = None,
+    registry: Registry, name: str, params: NightlyParams, state: dict[str, Any], result: ReviewResult
 ) -> dict[str, Any]:
-    """Record the decision in nightly.json, publish the markdown artifact, return the outcome."""
-    champ_card, chall_card = cards or (None, None)
-    outcome = {
-        "at": now(),
-        **_this_run(),
-        "decision": decision.code,
-        "promoted": decision.promote,
-        "reason": decision.reason,
-        "headline": decision.headline(),
-        "champion_before": champion_version,
-        "champion_after": registry.champion_state(name).get("champion"),
-        "challenger": challenger_version,
-        "new_labels": new,
-        "champion_score": champ_card.score if champ_card else None,
-        "challenger_score": chall_card.score if chall_card else None,
-    }
-    runs = [*state.get("runs", []), outcome][-MAX_RUNS_KEPT:]
-    registry.write_state(name, "nightly", {**state, "runs": runs, "last_run": outcome["at"]})
-    markdown = decision_markdown(
-        name,
-        decision,
-        champ_card,
-        chall_card,
-        champion_version=champion_version,
-        challenger_version=challenger_version,
-        new_label_count=new,
-        policy=params.policy(),
-        links=links,
-        plot=plot,
+    """Record the review in nightly.json, publish its markdown artifact, return the outcome."""
+    outcome = result.outcome(
+        at=now(), run=_this_run(), champion_after=registry.champion_state(name).get("champion")
     )
-    verdict = f"promoted v{challenger_version}" if decision.promote else f"kept v{champion_version}"
-    description = f"{verdict}: {decision.headline()}"
-    create_markdown_artifact(markdown, key=f"nightly-{_slug(name)}", description=description)
+    registry.write_state(name, "nightly", with_outcome(state, outcome))
+    markdown = result.markdown(name, params.policy())
+    create_markdown_artifact(markdown, key=f"nightly-{_slug(name)}", description=result.verdict())
     return {**outcome, "report": markdown}
 
 
-def _run_key(champion_hash: str, data_fp: str, params: NightlyParams) -> str:
-    """Folder name of an optimization: same champion, data and settings -> same folder -> its
-    checkpoint and ledgers are reused instead of spending the budget again."""
-    settings = params.model_dump(
-        include={
-            "optimizer",
-            "max_metric_calls",
-            "max_wall_minutes",
-            "reflection_model",
-            "max_val",
-            "max_test",
-            "seed",
-            "splits_paths",
-        }
-    )
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{champion_hash[:10]}-{data_fp[:10]}-{digest}"
+def _links(challenger: Challenger) -> dict[str, str]:
+    """Where to look further: the optimization's flow run (when a UI is configured), its folder."""
+    links = {"run folder (checkpoint, ledgers, report.md)": f"`{challenger.run_dir}`"}
+    opt_url = _run_url(challenger.optimize_flow_run_id)
+    if opt_url:
+        links = {"optimization run (report, lineage, progress)": f"[{opt_url}]({opt_url})", **links}
+    return links
+
+
+def _pareto(challenger: Challenger) -> str | None:
+    return embedded_png(challenger.run_dir / "pareto.png", "quality vs serving cost of every candidate")
 
 
 def _this_run() -> dict[str, Any]:
@@ -380,23 +319,6 @@ def _run_url(flow_run_id: str) -> str | None:
 
 def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "program"
-
-
-def _summary_row(name: str, outcome: dict[str, Any]) -> dict[str, Any]:
-    def fmt(value: Any) -> str:
-        return f"{value:.3f}" if isinstance(value, float) else "-"
-
-    before, after = outcome.get("champion_before"), outcome.get("champion_after")
-    champion = f"v{before} → v{after}" if before and after and before != after else f"v{after or before}"
-    return {
-        "program": name,
-        "decision": str(outcome.get("decision", "")).replace("_", " "),
-        "champion": champion if (before or after) else "-",
-        "champion score": fmt(outcome.get("champion_score")),
-        "challenger score": fmt(outcome.get("challenger_score")),
-        "new labels": outcome.get("new_labels", 0),
-        "summary": outcome.get("headline") or outcome.get("reason", "")[:80],
-    }
 
 
 if __name__ == "__main__":

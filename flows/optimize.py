@@ -8,18 +8,20 @@ program JSON, the report and the Pareto plot.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from pydantic import BaseModel, Field
 
 from ieflow import config
+from ieflow.datasets import Example
 from ieflow.lm import LMClient
 from ieflow.optimize import Budget, make_optimizer
+from ieflow.optimize.base import OptimizationResult
 from ieflow.optimize.runner import load_split_examples
 from ieflow.program import ExtractionProgram
-from ieflow.report import optimization_markdown, pareto_plot
+from ieflow.report import write_optimization_outputs
 from ieflow_tasks.optimize import evaluate_as_task, score_program
 from ieflow_tasks.secrets import preflight, resolve_api_key
 
@@ -88,7 +90,41 @@ def model_clients(params: OptimizeParams) -> tuple[LMClient | None, str | LMClie
 def optimize(params: OptimizeParams = OptimizeParams()) -> dict:
     logger = get_run_logger()
     out = Path(params.output_dir)
-    # Bad schema, labels, model names or missing keys fail here in one line, before any work.
+    check_config(params)  # bad schema, labels, model names or missing keys fail here, before any work
+    student, reflection = model_clients(params)
+    schema, splits = load_split_examples(
+        params.dataset, splits_path=params.splits_path, seed=params.seed, limits=split_limits(params)
+    )
+    logger.info("examples: %s", {name: len(rows) for name, rows in splits.items()})
+    seed_program = load_seed_program(params, schema)
+    ledger = str(out / "test_evaluations.jsonl")
+    baseline_val = _score(
+        seed_program, splits["val"], str(out / "val_evaluations.jsonl"), "baseline", student
+    )
+    baseline_test = _score(seed_program, splits["test"], ledger, "baseline", student)
+    logger.info("baseline: val %.3f, test %.3f", baseline_val["score"], baseline_test["score"])
+    result = run_optimizer(params, seed_program, splits, reflection, student)
+    optimized_test = _score(result.best_program, splits["test"], ledger, "optimized", student)
+    report = write_optimization_outputs(out, result, baseline_test, optimized_test)
+    create_markdown_artifact(report, key="optimization-report", description="baseline vs optimized on test")
+    logger.info(
+        "test %.3f -> %.3f; program written to %s",
+        baseline_test["score"],
+        optimized_test["score"],
+        out / "program.json",
+    )
+    return {
+        "program": str(out / "program.json"),
+        "program_hash": result.best_program.hash,
+        "baseline_test": baseline_test["score"],
+        "optimized_test": optimized_test["score"],
+        "metric_calls": result.usage["metric_calls"],
+        "stop_reason": result.stop_reason,
+    }
+
+
+def check_config(params: OptimizeParams) -> None:
+    """Preflight both models, the schema and the labels (one clear line on the first problem)."""
     dataset = Path(params.dataset)
     preflight(
         params.student_model,
@@ -99,35 +135,28 @@ def optimize(params: OptimizeParams = OptimizeParams()) -> dict:
         api_key_secret=params.api_key_secret,
     )
     preflight(params.reflection_model)
-    student, reflection = model_clients(params)
-    schema, splits = load_split_examples(
-        params.dataset,
-        splits_path=params.splits_path,
-        seed=params.seed,
-        limits={"train": params.max_train, "val": params.max_val, "test": params.max_test},
-    )
-    logger.info("examples: %s", {name: len(rows) for name, rows in splits.items()})
 
+
+def split_limits(params: OptimizeParams) -> dict[str, int | None]:
+    return {"train": params.max_train, "val": params.max_val, "test": params.max_test}
+
+
+def load_seed_program(params: OptimizeParams, schema: dict[str, Any]) -> ExtractionProgram:
+    """The program given, or one built from the schema with the seed instruction."""
     if params.program:
-        seed_program = ExtractionProgram.load(params.program)
-    else:
-        seed_program = ExtractionProgram.from_schema(
-            schema, model=params.student_model, instruction=params.instruction
-        )
-    ledger = str(out / "test_evaluations.jsonl")
-    baseline_val = score_program(
-        seed_program,
-        splits["val"],
-        str(out / "val_evaluations.jsonl"),
-        "baseline",
-        len(splits["val"]),
-        student,
-    )
-    baseline_test = score_program(
-        seed_program, splits["test"], ledger, "baseline", len(splits["test"]), student
-    )
-    logger.info("baseline: val %.3f, test %.3f", baseline_val["score"], baseline_test["score"])
+        return ExtractionProgram.load(params.program)
+    return ExtractionProgram.from_schema(schema, model=params.student_model, instruction=params.instruction)
 
+
+def run_optimizer(
+    params: OptimizeParams,
+    seed_program: ExtractionProgram,
+    splits: dict[str, list[Example]],
+    reflection: str | LMClient,
+    student: LMClient | None,
+) -> OptimizationResult:
+    """The optimizer on train/val within the budget, each evaluation a task run; a progress
+    artifact follows the metric calls spent."""
     budget = Budget(
         max_metric_calls=params.max_metric_calls,
         max_wall_s=params.max_wall_minutes * 60 if params.max_wall_minutes else None,
@@ -142,7 +171,7 @@ def optimize(params: OptimizeParams = OptimizeParams()) -> dict:
 
     optimizer = make_optimizer(
         params.optimizer,
-        run_dir=out / params.optimizer,
+        run_dir=Path(params.output_dir) / params.optimizer,
         seed=params.seed,
         reflection_model=reflection,
         student_client=student,
@@ -151,30 +180,13 @@ def optimize(params: OptimizeParams = OptimizeParams()) -> dict:
     )
     result = optimizer.compile(seed_program, splits["train"], splits["val"], budget)
     update_progress_artifact(progress, 100.0)
+    return result
 
-    best = result.best_program
-    optimized_test = score_program(best, splits["test"], ledger, "optimized", len(splits["test"]), student)
-    best.metadata["test_score"] = optimized_test["score"]
-    best.metadata["baseline_test_score"] = baseline_test["score"]
-    best.save(out / "program.json")
-    plot = pareto_plot(result, out / "pareto.png")
-    report = optimization_markdown(result, baseline_test, optimized_test, str(plot))
-    (out / "report.md").write_text(report)
-    create_markdown_artifact(report, key="optimization-report", description="baseline vs optimized on test")
-    logger.info(
-        "test %.3f -> %.3f; program written to %s",
-        baseline_test["score"],
-        optimized_test["score"],
-        out / "program.json",
-    )
-    return {
-        "program": str(out / "program.json"),
-        "program_hash": best.hash,
-        "baseline_test": baseline_test["score"],
-        "optimized_test": optimized_test["score"],
-        "metric_calls": result.usage["metric_calls"],
-        "stop_reason": result.stop_reason,
-    }
+
+def _score(
+    program: ExtractionProgram, examples: list[Example], ledger: str, label: str, client: LMClient | None
+) -> dict[str, Any]:
+    return score_program(program, examples, ledger, label, len(examples), client)
 
 
 if __name__ == "__main__":

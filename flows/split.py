@@ -3,7 +3,7 @@
 Reads the labels (JSONL or CSV of doc_id + gold record, or a dataset folder in the shared layout),
 optionally joined to the ingest flow's documents.parquet (by doc_id, else by file name: ingest
 names documents by content hash) for content hashes and `document_id`, assigns train/val/test
-deterministically (see `ieflow.datasets.assign_splits`) and writes `<output_dir>/splits.parquet` and
+deterministically (see `ieflow.splits.assign_splits`) and writes `<output_dir>/splits.parquet` and
 a markdown summary artifact. Re-running keeps every earlier assignment (`keep_previous`), so adding
 labelled documents only places the new ones.
 """
@@ -17,7 +17,8 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field, model_validator
 
 from ieflow import storage
-from ieflow_tasks.split import compute_splits, load_split_inputs, summary_markdown, write_splits
+from ieflow.splits import summary_markdown
+from ieflow_tasks.split import compute_splits, load_split_inputs, write_splits
 
 
 class SplitParams(BaseModel):
@@ -73,15 +74,15 @@ def split(params: SplitParams) -> dict[str, Any]:
         respect_existing=params.respect_existing,
         keep_previous=params.keep_previous,
     )
-    write_splits(planned["rows"], output)
-    summary = planned["summary"]
+    write_splits(planned.rows, output)
+    summary = planned.summary
     create_markdown_artifact(
         markdown=summary_markdown(summary, output),
         key="split-summary",
-        description=f"{summary['n_assigned']} documents: {summary['splits']}",
+        description=f"{summary.n_assigned} documents: {summary.splits}",
     )
-    print(f"splits written to {output}: {summary['splits']} ({len(summary['label_errors'])} bad label rows)")
-    return {**summary, "output": output}
+    print(f"splits written to {output}: {summary.splits} ({len(summary.label_errors)} bad label rows)")
+    return {**summary.to_dict(), "output": output}
 
 
 if __name__ == "__main__":

@@ -202,40 +202,50 @@ def decision_markdown(
         facts.append(f"cost bound {policy.max_cost_increase:+.0%}")
     lines += [" · ".join(facts), ""]
     if champion and challenger:
-        lines += [
-            f"## Per field on {champion.n} held-out documents",
-            "",
-            f"| field | {champ_label} | {chall_label} | change |",
-            "|---|---:|---:|---:|",
-        ]
-        for key in sorted(set(champion.per_field) | set(challenger.per_field)):
-            old, new = champion.per_field.get(key, 0.0), challenger.per_field.get(key, 0.0)
-            lines.append(f"| {key} | {old:.2f} | {new:.2f} | {_signed(new - old)} |")
-        lines.append(
-            f"| **record score** | **{champion.score:.3f}** | **{challenger.score:.3f}** | "
-            f"**{_signed(challenger.score - champion.score, 3)}** |"
-        )
-        lines += [
-            "",
-            "## Serving cost per document",
-            "",
-            f"| | {champ_label} | {chall_label} | change |",
-            "|---|---:|---:|---:|",
-            f"| tokens | {champion.tokens_per_doc:.0f} | {challenger.tokens_per_doc:.0f} | "
-            f"{_pct(challenger.tokens_per_doc, champion.tokens_per_doc)} |",
-        ]
-        if champion.usd_per_doc > 0 or challenger.usd_per_doc > 0:  # local models are free: no $0 row
-            lines.append(
-                f"| cost (USD) | {champion.usd_per_doc:.6f} | {challenger.usd_per_doc:.6f} | "
-                f"{_pct(challenger.usd_per_doc, champion.usd_per_doc)} |"
-            )
-        if champion.errors or challenger.errors:
-            lines.append(f"| failed extractions | {champion.errors} | {challenger.errors} | |")
+        labels = (champ_label, chall_label)
+        lines += _per_field_table(champion, challenger, labels) + _cost_table(champion, challenger, labels)
     if plot:
         lines += ["", "## How the challenger was found", "", plot]
     if links:
         lines += ["", *[f"- {label}: {target}" for label, target in links.items()]]
     return "\n".join(lines) + "\n"
+
+
+def _per_field_table(champion: Scorecard, challenger: Scorecard, labels: tuple[str, str]) -> list[str]:
+    lines = [
+        f"## Per field on {champion.n} held-out documents",
+        "",
+        f"| field | {labels[0]} | {labels[1]} | change |",
+        "|---|---:|---:|---:|",
+    ]
+    for key in sorted(set(champion.per_field) | set(challenger.per_field)):
+        old, new = champion.per_field.get(key, 0.0), challenger.per_field.get(key, 0.0)
+        lines.append(f"| {key} | {old:.2f} | {new:.2f} | {_signed(new - old)} |")
+    lines.append(
+        f"| **record score** | **{champion.score:.3f}** | **{challenger.score:.3f}** | "
+        f"**{_signed(challenger.score - champion.score, 3)}** |"
+    )
+    return lines
+
+
+def _cost_table(champion: Scorecard, challenger: Scorecard, labels: tuple[str, str]) -> list[str]:
+    lines = [
+        "",
+        "## Serving cost per document",
+        "",
+        f"| | {labels[0]} | {labels[1]} | change |",
+        "|---|---:|---:|---:|",
+        f"| tokens | {champion.tokens_per_doc:.0f} | {challenger.tokens_per_doc:.0f} | "
+        f"{_pct(challenger.tokens_per_doc, champion.tokens_per_doc)} |",
+    ]
+    if champion.usd_per_doc > 0 or challenger.usd_per_doc > 0:  # local models are free: no $0 row
+        lines.append(
+            f"| cost (USD) | {champion.usd_per_doc:.6f} | {challenger.usd_per_doc:.6f} | "
+            f"{_pct(challenger.usd_per_doc, champion.usd_per_doc)} |"
+        )
+    if champion.errors or challenger.errors:
+        lines.append(f"| failed extractions | {champion.errors} | {challenger.errors} | |")
+    return lines
 
 
 def _signed(value: float, digits: int = 2) -> str:

@@ -22,8 +22,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from ieflow.datasets import load_labels
 from ieflow.errors import ConfigError, SchemaError
+from ieflow.labels import load_labels
 from ieflow.schema import load_schema
 
 __all__ = ["ConfigError", "preflight"]

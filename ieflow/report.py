@@ -102,6 +102,21 @@ def optimization_markdown(
     return "\n".join(lines) + "\n"
 
 
+def write_optimization_outputs(
+    out: Path, result: OptimizationResult, baseline_test: dict[str, Any], optimized_test: dict[str, Any]
+) -> str:
+    """The optimize flow's files in `out`: program.json (the best program, its test scores in its
+    metadata), pareto.png and report.md; returns the report."""
+    best = result.best_program
+    best.metadata["test_score"] = optimized_test["score"]
+    best.metadata["baseline_test_score"] = baseline_test["score"]
+    best.save(out / "program.json")
+    plot = pareto_plot(result, out / "pareto.png")
+    report = optimization_markdown(result, baseline_test, optimized_test, str(plot))
+    (out / "report.md").write_text(report)
+    return report
+
+
 def pareto_plot(result: OptimizationResult, path: str | Path) -> Path:
     """Every candidate as (tokens per document, validation score); the front joined by a line."""
     import matplotlib

@@ -19,9 +19,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from ieflow.datasets import hash_unit, load_corpus
+from ieflow.datasets import load_corpus
 from ieflow.schema import field_schema, null_record, top_level_fields, types_of
 from ieflow.scoring import Scorer, aggregate, kleister_score
+from ieflow.splits import hash_unit
 
 BASELINES = ("null", "reformat", "noisy", "gold")
 

@@ -13,15 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ieflow import datasets
-from ieflow.datasets import (
-    LabelError,
-    assign_splits,
-    find_leaks,
-    holdout_split,
-    load_corpus,
-    load_labels,
-    read_label_splits,
-)
+from ieflow.datasets import holdout_split, load_corpus
+from ieflow.labels import LabelError, load_labels, read_label_splits
+from ieflow.splits import assign_splits, find_leaks
 
 DATASETS = Path("/work/shared/datasets")
 SCHEMA = {

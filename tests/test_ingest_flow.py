@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 
 import ieflow  # noqa: F401  (offline env defaults first)
-from ieflow import ingest as ingest_mod
 from ieflow.ingest import IngestOptions, ParserPool, process_file, run_ingest
+from ieflow.ingest import run as ingest_run
 from tests.test_ingest_parse import BAD, make_blank_pdf, make_pdf
 
 BAD_REASONS = {
@@ -156,14 +156,14 @@ def test_file_vanishing_mid_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     corpus.mkdir()
     (corpus / "stays.txt").write_text("still here\n")
     (corpus / "goes.txt").write_text("about to vanish\n")
-    hash_files = ingest_mod.hash_files
+    hash_files = ingest_run.hash_files
 
     def hash_then_delete(uris: list[str], *args: Any, **kwargs: Any) -> list[Any]:
         refs = hash_files(uris, *args, **kwargs)
         (corpus / "goes.txt").unlink()  # after discovery and hashing, before parsing
         return refs
 
-    monkeypatch.setattr(ingest_mod, "hash_files", hash_then_delete)
+    monkeypatch.setattr(ingest_run, "hash_files", hash_then_delete)
     summary = run_ingest(str(corpus), str(tmp_path / "out"), workers=0)
     assert summary.status_counts == {"ok": 1, "empty": 0, "error": 1}
     assert "removed or renamed" in summary.errors[0]["error"]
@@ -269,3 +269,11 @@ def test_ingest_flow(tmp_path: Path, prefect_harness: None) -> None:
     assert {"source", "out", "workers", "max_pages", "ocr", "target_tokens"} <= set(fields)
     with pytest.raises(ValueError):
         IngestParams(source="x", out="y", target_tokens=64, overlap_tokens=64)
+
+
+def test_largest_files_are_parsed_first() -> None:
+    from ieflow.ingest import FileRef, largest_first
+
+    groups = {"a": [FileRef("a", size=5)], "b": [FileRef("b", size=50)], "c": [FileRef("c")]}
+    assert largest_first(groups) == ["b", "a", "c"]
+    assert largest_first(groups, ["c", "a"]) == ["a", "c"]

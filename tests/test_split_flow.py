@@ -1,4 +1,4 @@
-"""The split flow: its plain planning logic (fast) and one real Prefect run (slow)."""
+"""The split flow: its plain planning logic in `ieflow.splits` (fast) and one real Prefect run (slow)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ import polars as pl
 import pytest
 
 from ieflow import storage
-from ieflow_tasks.split import plan_splits, read_inputs, summary_markdown, write_split_rows
+from ieflow.splits import (
+    MatchedDocument,
+    SplitInputs,
+    SplitPlan,
+    plan_splits,
+    read_split_inputs,
+    summary_markdown,
+    write_split_rows,
+)
 
 SCHEMA = {
     "type": "object",
@@ -40,7 +48,7 @@ def write_inputs(root: Path, n: int, *, with_split: bool = False) -> tuple[Path,
     return root / "labels.jsonl", root / "documents.parquet"
 
 
-def plan(inputs: dict, **kwargs: object) -> dict:
+def plan(inputs: SplitInputs, **kwargs: object) -> SplitPlan:
     options = {
         "seed": 0,
         "ratios": {"train": 0.6, "val": 0.2, "test": 0.2},
@@ -53,30 +61,30 @@ def plan(inputs: dict, **kwargs: object) -> dict:
 
 def test_plan_joins_documents_and_reports_problems(tmp_path: Path) -> None:
     labels, docs = write_inputs(tmp_path, 40)
-    planned = plan(read_inputs(str(labels), None, str(docs), None))
-    splits = {r["doc_id"]: r["split"] for r in planned["rows"]}
-    summary = planned["summary"]
+    planned = plan(read_split_inputs(str(labels), None, str(docs), None))
+    splits = {r.doc_id: r.split for r in planned.rows}
+    summary = planned.summary
     assert len(splits) == 39 and splits["d0"] == splits["d1"]  # same content, same split
-    assert summary["labels_without_document"] == ["d39"]
-    assert summary["label_errors"][0]["line"] == 41 and summary["leaks"] == {}
+    assert summary.labels_without_document == ["d39"]
+    assert summary.label_errors[0].line == 41 and summary.leaks == {}
     report = summary_markdown(summary, "out/splits.parquet")
     assert "| train |" in report and "1 bad label rows" in report and "d39" in report
 
 
 def test_plan_keeps_previous_and_label_splits(tmp_path: Path) -> None:
     labels, _ = write_inputs(tmp_path / "v1", 30, with_split=True)
-    first = plan(read_inputs(str(labels), None, None, None), stratify_by="kind")
-    assert all(r["split"] == "test" and r["assigned_by"] == "labels" for r in first["rows"][:5])
+    first = plan(read_split_inputs(str(labels), None, None, None), stratify_by="kind")
+    assert all(r.split == "test" and r.assigned_by == "labels" for r in first.rows[:5])
     out = tmp_path / "splits.parquet"
-    write_split_rows(first["rows"], str(out))
+    write_split_rows(first.rows, str(out))
     labels2, _ = write_inputs(tmp_path / "v2", 60, with_split=True)
-    second = plan(read_inputs(str(labels2), None, None, str(out)), stratify_by="kind")
-    before = {r["doc_id"]: r["split"] for r in first["rows"]}
-    after = {r["doc_id"]: r["split"] for r in second["rows"]}
+    second = plan(read_split_inputs(str(labels2), None, None, str(out)), stratify_by="kind")
+    before = {r.doc_id: r.split for r in first.rows}
+    after = {r.doc_id: r.split for r in second.rows}
     assert all(after[d] == s for d, s in before.items())
-    assert {r["assigned_by"] for r in second["rows"]} == {"labels", "previous", "stratified"}
+    assert {r.assigned_by for r in second.rows} == {"labels", "previous", "stratified"}
     with pytest.raises(ValueError, match="neither a record field"):
-        plan(read_inputs(str(labels), None, None, None), stratify_by="colour")
+        plan(read_split_inputs(str(labels), None, None, None), stratify_by="colour")
 
 
 def test_labels_join_ingested_documents_by_file_name(tmp_path: Path) -> None:
@@ -99,12 +107,12 @@ def test_labels_join_ingested_documents_by_file_name(tmp_path: Path) -> None:
         }
     )
     storage.write_parquet(docs, tmp_path / "documents.parquet")
-    inputs = read_inputs(str(tmp_path), None, str(tmp_path / "documents.parquet"), None)
-    assert inputs["matched_by"] == {"file": 1, "file stem": 1, "doc_id": 1}
+    inputs = read_split_inputs(str(tmp_path), None, str(tmp_path / "documents.parquet"), None)
+    assert inputs.matched_by == {"file": 1, "file stem": 1, "doc_id": 1}
     planned = plan(inputs)
-    by_id = {r["doc_id"]: r for r in planned["rows"]}
-    assert by_id["029"]["document_id"] == "h029" and by_id["030"]["document_id"] == "h030"
-    assert planned["summary"]["labels_without_document"] == ["031"]
+    by_id = {r.doc_id: r for r in planned.rows}
+    assert by_id["029"].document_id == "h029" and by_id["030"].document_id == "h030"
+    assert planned.summary.labels_without_document == ["031"]
 
 
 @pytest.mark.slow
@@ -132,3 +140,32 @@ def test_split_flow_writes_parquet_and_summary(tmp_path: Path, prefect_harness: 
     assert storage.read_parquet(tmp_path / "out" / "splits.parquet").equals(
         frame.with_columns(pl.lit("previous").alias("assigned_by"))
     )
+
+
+def test_summary_dict_is_the_flow_result_shape(tmp_path: Path) -> None:
+    labels, docs = write_inputs(tmp_path, 12)
+    summary = plan(read_split_inputs(str(labels), None, str(docs), None)).summary.to_dict()
+    assert list(summary) == [
+        "n_labelled",
+        "n_assigned",
+        "splits",
+        "assigned_by",
+        "label_errors",
+        "labels_without_document",
+        "matched_by",
+        "leaks",
+        "by_stratum",
+        "seed",
+        "ratios",
+        "stratify_by",
+    ]
+    assert summary["label_errors"] == [
+        {"line": 13, "doc_id": "bad", "reason": summary["label_errors"][0]["reason"]}
+    ]
+    assert summary["matched_by"] == {"doc_id": 11} and summary["labels_without_document"] == ["d11"]
+
+
+def test_a_documents_column_is_a_stratum() -> None:
+    document = MatchedDocument("h1", "s1", {"layout": "wide"})
+    assert document.column("layout") == "wide" and document.column("sha256") == "s1"
+    assert document.column("colour") is None

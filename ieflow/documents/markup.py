@@ -1,0 +1,80 @@
+"""DOCX, HTML, Markdown and e-mail through unstructured's partitioners, laid out page by page."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from ieflow.documents.parsed import (
+    PAGE_SEPARATOR,
+    Element,
+    ParsedDocument,
+    ParseError,
+    describe_error,
+    set_pages,
+)
+from ieflow.documents.text import decode_text
+
+
+def parse_with_unstructured(doc: ParsedDocument, data: bytes, kind: str) -> None:
+    from ieflow.documents import _unstructured_offline
+
+    _unstructured_offline.apply()
+    handle = io.BytesIO(data)
+    try:
+        if kind == "docx":
+            from unstructured.partition.docx import partition_docx
+
+            elements = partition_docx(file=handle)
+        elif kind == "html":
+            from unstructured.partition.html import partition_html
+
+            elements = partition_html(text=decode_text(data))
+        elif kind == "md":
+            from unstructured.partition.md import partition_md
+
+            elements = partition_md(text=decode_text(data))
+        else:
+            from unstructured.partition.email import partition_email
+
+            elements = partition_email(file=handle)
+    except ParseError:
+        raise
+    except Exception as exc:
+        raise ParseError(f"not a readable {kind.upper()} file: {describe_error(exc)}") from exc
+    items: list[tuple[str, str, int]] = []  # (category, text, page)
+    if kind == "eml" and elements:
+        items.append(("EmailHeader", _email_header(elements[0].metadata), 1))
+    for element in elements:
+        text = (element.text or "").strip()
+        if text and element.category != "PageBreak":
+            items.append((element.category, text, element.metadata.page_number or 1))
+    _set_elements(doc, [item for item in items if item[1]])
+
+
+def _email_header(metadata: Any) -> str:
+    lines = []
+    for label, attr in (
+        ("From", "sent_from"),
+        ("To", "sent_to"),
+        ("Subject", "subject"),
+        ("Date", "last_modified"),
+    ):
+        value = getattr(metadata, attr, None)
+        if value:
+            lines.append(f"{label}: {', '.join(value) if isinstance(value, list) else value}")
+    return "\n".join(lines)
+
+
+def _set_elements(doc: ParsedDocument, items: list[tuple[str, str, int]]) -> None:
+    """Lay elements out page by page, separated like pages, recording each one's offsets."""
+    page_numbers = sorted({page for _, _, page in items}) or [1]
+    renumber = {page: index for index, page in enumerate(page_numbers, start=1)}
+    page_items: list[list[tuple[str, str]]] = [[] for _ in page_numbers]
+    for category, text, page in items:
+        page_items[renumber[page] - 1].append((category, text))
+    set_pages(doc, [PAGE_SEPARATOR.join(text for _, text in group) for group in page_items], "unstructured")
+    for page_no, (offset, group) in enumerate(zip(doc.page_offsets, page_items, strict=True), start=1):
+        for category, text in group:
+            doc.elements.append(Element(category, text, offset, offset + len(text), page_no))
+            offset += len(text) + len(PAGE_SEPARATOR)

@@ -1,0 +1,195 @@
+"""Running the suite: great-expectations on each flattened table, failures traced back to documents.
+
+great-expectations 1.24 has no polars datasource: each table is validated as a pandas frame with
+object columns (pandas 3 would otherwise turn strings into its `str` dtype, which the type checks
+reject) in an ephemeral context, with COMPLETE results indexed by `doc_id`. Validating is fast
+(about 0.1 s per 500 rows) but importing great_expectations takes ~4 s, so it is imported lazily.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ieflow.schema import top_level_fields
+from ieflow.validation.expectations import ROOT, ExpectationSpec, schema_expectations
+from ieflow.validation.flatten import flatten
+
+_KEEP_FAILURES = 50  # failing values kept per expectation in stored results (Data Docs stay small)
+
+
+@dataclass
+class ValidationReport:
+    row_failures: dict[str, list[str]] = field(default_factory=dict)  # doc_id -> expectation names
+    counts: dict[str, int] = field(default_factory=dict)  # expectation name -> failing documents
+    batch_failures: list[str] = field(default_factory=list)  # failed, but no row to blame
+    errors: list[str] = field(default_factory=list)  # expectations that raised (e.g. a bad regex)
+    results: list[dict[str, Any]] = field(default_factory=list)  # GE results as JSON, per table
+    n_rows: int = 0
+
+
+_LOCAL = threading.local()  # one GE context per thread: contexts are not meant to be shared
+
+
+def _batch_definition() -> Any:
+    if getattr(_LOCAL, "batch_definition", None) is None:
+        import logging
+
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        # An ephemeral context announces the temporary docs site it makes: noise in every task log.
+        logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)  # no tqdm in task logs
+        asset = context.data_sources.add_pandas("ieflow").add_dataframe_asset("records")
+        _LOCAL.batch_definition = asset.add_batch_definition_whole_dataframe("batch")
+    return _LOCAL.batch_definition
+
+
+def _suite(name: str, specs: list[ExpectationSpec]) -> Any:
+    import great_expectations as gx
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    expectations = [
+        ExpectationConfiguration(
+            type=s.type, kwargs=s.kwargs, meta={"name": s.name, "source": s.source}
+        ).to_domain_obj()
+        for s in specs
+    ]
+    return gx.ExpectationSuite(name=name, expectations=expectations)
+
+
+class RecordValidator:
+    """Validates batches of records against the schema's suite and the user's expectations."""
+
+    def __init__(
+        self, schema: dict[str, Any], expectations: Iterable[ExpectationSpec] = (), name: str | None = None
+    ) -> None:
+        self.schema = schema
+        self.name = name or str(schema.get("title") or "records").lower().replace(" ", "_")
+        self.specs = [*schema_expectations(schema), *expectations]
+        names = [s.name for s in self.specs]
+        if len(set(names)) != len(names):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"expectation names must be unique, repeated: {dupes}")
+        self.tables = sorted({s.table for s in self.specs})
+        self._local = threading.local()  # suites per thread: shards validate in parallel threads
+
+    def suite_name(self, table: str) -> str:
+        return self.name if table == ROOT else f"{self.name}.{table}"
+
+    def suite(self, table: str) -> Any:
+        suites = self._local.__dict__.setdefault("suites", {})
+        if table not in suites:
+            suites[table] = _suite(self.suite_name(table), [s for s in self.specs if s.table == table])
+        return suites[table]
+
+    def validate(self, records: Mapping[str, Any]) -> ValidationReport:
+        """Validate {doc_id: parsed JSON value}; values need not match the schema at all."""
+        report = ValidationReport(n_rows=len(records))
+        if not records:
+            return report
+        tables = flatten(self.schema, records)
+        failing: dict[str, set[str]] = {}
+        for table in self.tables:
+            rows = tables.get(table, [])
+            if rows:
+                self._validate_table(table, rows, report, failing)
+        report.row_failures = {doc: sorted(names) for doc, names in sorted(failing.items())}
+        return report
+
+    def validate_frame(self, df: Any) -> ValidationReport:
+        """Validate a polars DataFrame of records (doc_id plus one column per top-level field,
+        structs and lists for nested ones), e.g. a records Parquet file read back."""
+        fields = [name for name in top_level_fields(self.schema) if name in df.columns]
+        records = {
+            row["doc_id"]: {k: _jsonable(row[k]) for k in fields}
+            for row in df.select(["doc_id", *fields]).to_dicts()
+        }
+        return self.validate(records)
+
+    def _validate_table(
+        self, table: str, rows: list[dict[str, Any]], report: ValidationReport, failing: dict[str, set[str]]
+    ) -> None:
+        import pandas as pd
+
+        suite = self.suite(table)
+        # The schema's columns always exist (a row may lack a key: a null object has no children);
+        # a user's column that is neither there nor in any row stays absent, so GE reports it.
+        known = {"doc_id"} | {s.kwargs["column"] for s in self.specs if s.source == "schema"}
+        known |= {key for row in rows for key in row}
+        columns = {
+            s.kwargs[k]
+            for s in self.specs
+            if s.table == table
+            for k in ("column", "column_A", "column_B")
+            if k in s.kwargs
+        } & known
+        columns.add("doc_id")
+        frame = pd.DataFrame({c: pd.Series([r.get(c) for r in rows], dtype=object) for c in sorted(columns)})
+        batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
+        result = batch.validate(
+            suite, result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["doc_id"]}
+        )
+        for item in result.results:
+            name = (item.expectation_config.meta or {}).get("name") or item.expectation_config.type
+            problem = _exception_message(item.exception_info)
+            if problem:
+                report.errors.append(f"{name}: {problem}")
+                continue
+            if item.success:
+                continue
+            index = item.result.get("unexpected_index_list")
+            if not index:
+                report.batch_failures.append(name)
+                continue
+            docs = {entry["doc_id"] for entry in index}
+            report.counts[name] = report.counts.get(name, 0) + len(docs)
+            for doc in docs:
+                failing.setdefault(doc, set()).add(name)
+        report.results.append(_trimmed(result.to_json_dict()))
+
+
+def _exception_message(info: Any) -> str | None:
+    # GE reports an expectation that raised either flat ({"raised_exception": True, ...}) or, when a
+    # metric failed (e.g. a missing column), as {metric id: {"exception_message": ...}}.
+    if not isinstance(info, dict):
+        return None
+    if info.get("raised_exception"):
+        return str(info.get("exception_message"))
+    for value in info.values():
+        if isinstance(value, dict) and value.get("exception_message"):
+            return str(value["exception_message"])
+    return None
+
+
+def _jsonable(value: Any) -> Any:
+    """A records-frame value back as JSON: dates to ISO text, structs and lists recursively."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def _trimmed(result: dict[str, Any]) -> dict[str, Any]:
+    # COMPLETE results list every failing value; Data Docs need a sample, not thousands.
+    for item in result.get("results", []):
+        detail = item.get("result") or {}
+        for key in (
+            "unexpected_list",
+            "unexpected_index_list",
+            "partial_unexpected_list",
+            "partial_unexpected_index_list",
+            "partial_unexpected_counts",
+        ):
+            if isinstance(detail.get(key), list):
+                detail[key] = detail[key][:_KEEP_FAILURES]
+        detail.pop("unexpected_index_query", None)  # a pandas expression listing every index
+    return json.loads(json.dumps(result, default=str))
