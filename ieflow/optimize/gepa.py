@@ -35,6 +35,8 @@ from ieflow.optimize.reflection import (
     instruction_messages,
     with_rule,
 )
+from ieflow.optimize.run_log import EditTried, MergeTried, Rejected, Skipped
+from ieflow.optimize.state import GEPAState
 from ieflow.program import FIELD_PREFIX, INSTRUCTION
 
 DEMOS = "demos"
@@ -66,16 +68,16 @@ class MinibatchSampler:
         self.size = size
 
     def next(self, run: OptimizerRun) -> list[Example]:
-        state = run.state.setdefault("minibatch", {"order": [], "pos": 0})
+        state = run.state.minibatch
         ids = [ex.doc_id for ex in run.trainset]
         batch: list[str] = []
         while len(batch) < min(self.size, len(ids)):
-            if state["pos"] >= len(state["order"]):
+            if state.pos >= len(state.order):
                 order = list(ids)
                 run.rng.shuffle(order)
-                state["order"], state["pos"] = order, 0
-            doc = state["order"][state["pos"]]
-            state["pos"] += 1
+                state.order, state.pos = order, 0
+            doc = state.order[state.pos]
+            state.pos += 1
             if doc not in batch:
                 batch.append(doc)
         by_id = {ex.doc_id: ex for ex in run.trainset}
@@ -97,7 +99,7 @@ class FailingFieldChooser:
         self.max_demos = max_demos
 
     def choose(self, run: OptimizerRun, parent: Candidate, results: list[ExampleResult]) -> str | None:
-        tried = run.state.setdefault("tried", {}).setdefault(parent.program.hash, {})
+        tried = run.state.tried_on(parent.program.hash)
         if any(r.error for r in results) and run.rng.random() < 0.5:
             return INSTRUCTION
         roll = run.rng.random()
@@ -144,7 +146,7 @@ class Merger:
 
     def pick(self, run: OptimizerRun) -> tuple[Candidate, Candidate, dict[str, Any]] | None:
         pool = sorted(run.candidates, key=lambda c: -c.val_score)[:6]
-        tried = set(map(tuple, run.state.setdefault("merges_tried", [])))
+        tried = set(run.state.merges_tried)
         for i, a in enumerate(pool):
             for b in pool[i + 1 :]:
                 pair = tuple(sorted((a.index, b.index)))
@@ -158,7 +160,7 @@ class Merger:
                 changes_b = _changed(base, b.program)
                 if not changes_a or not changes_b or set(changes_a) & set(changes_b):
                     continue
-                run.state["merges_tried"].append(list(pair))
+                run.state.merges_tried.append(pair)
                 texts = {k: v for k, v in changes_b.items() if k not in (DEMOS, FORMATS)}
                 merged = a.program.replace(components=texts)
                 if DEMOS in changes_b:
@@ -211,6 +213,7 @@ class GEPAConfig:
 
 class GEPA(Optimizer):
     name = "gepa"
+    State = GEPAState
 
     def __init__(
         self,
@@ -253,13 +256,13 @@ class GEPA(Optimizer):
         parent_results = run.evaluate(parent.program, batch)
         component = self.chooser.choose(run, parent, parent_results)
         if component is None:
-            run.event("skip", parent=parent.index, reason="parent is perfect on the minibatch")
+            run.emit(Skipped(parent=parent.index, reason="parent is perfect on the minibatch"))
             return
-        tried = run.state.setdefault("tried", {}).setdefault(parent.program.hash, {})
+        tried = run.state.tried_on(parent.program.hash)
         tried[component] = tried.get(component, 0) + 1
         proposal = self.propose(run, parent, component, batch, parent_results)
         if isinstance(proposal, Rejection):
-            run.event("rejected", parent=parent.index, component=component, reason=proposal.reason)
+            run.emit(Rejected(parent=parent.index, component_name=component, reason=proposal.reason))
             return
         child_results = run.evaluate(proposal.program, batch)
         before = sum(r.score for r in parent_results) / len(batch)
@@ -267,14 +270,15 @@ class GEPA(Optimizer):
         accepted = self.acceptance.accept(parent_results, child_results, proposal)
         verdict = "helped" if accepted else "did not help"
         run.learn(f"{component}: {proposal.summary} -> {verdict} (minibatch {before:.2f} -> {after:.2f})")
-        run.event(
-            "proposal",
-            parent=parent.index,
-            component=component,
-            summary=proposal.summary,
-            minibatch_before=round(before, 4),
-            minibatch_after=round(after, 4),
-            accepted=accepted,
+        run.emit(
+            EditTried(
+                parent=parent.index,
+                component_name=component,
+                summary=proposal.summary,
+                minibatch_before=before,
+                minibatch_after=after,
+                accepted=accepted,
+            )
         )
         if accepted:
             run.add_candidate(proposal.program, [parent.index], component, proposal.summary)
@@ -348,7 +352,7 @@ class GEPA(Optimizer):
         facts = self._field_facts(run)
         suggested = formats_from_facts(facts.values())
         name = suggested.get(path)
-        tried = run.state.setdefault("formats_tried", [])
+        tried = run.state.formats_tried
 
         def open_for(p: str) -> bool:  # the parent lacks this format and it was not tried on it
             return parent.program.formats.get(p) != name and f"{parent.program.hash}:{p}" not in tried
@@ -417,7 +421,7 @@ class GEPA(Optimizer):
         merged_sum = sum(r.score for r in merged_results)
         best_parent = max(sum(c.val_scores[ex.doc_id] for ex in subsample) for c in (a, b))
         accepted = merged_sum >= best_parent
-        run.event("merge", parents=[a.index, b.index], ancestor=info["ancestor"], accepted=accepted)
+        run.emit(MergeTried(parents=[a.index, b.index], ancestor=info["ancestor"], accepted=accepted))
         if accepted:
             run.add_candidate(merged, [a.index, b.index], "merge", f"merge of {a.index} and {b.index}")
         return True

@@ -415,21 +415,6 @@ def with_demo(
     return program.replace(demos=demos)
 
 
-def bootstrap(
-    run: OptimizerRun, program: ExtractionProgram, size: int, min_score: float
-) -> tuple[list[str], list[ExampleResult]]:
-    """Run `program` on `size` training examples (drawn once, kept in run.state) and return the ids
-    it gets right (DSPy's bootstrapped demos: examples the program already handles, so a demo shows
-    the answer format on a document like the ones it can read) and all results."""
-    key = "bootstrap_ids"
-    if key not in run.state:
-        ids = [ex.doc_id for ex in run.trainset]
-        run.state[key] = run.rng.sample(ids, min(size, len(ids)))
-    by_id = {ex.doc_id: ex for ex in run.trainset}
-    results = run.evaluate(program, [by_id[d] for d in run.state[key]])
-    return [r.doc_id for r in results if r.score >= min_score - 1e-9], results
-
-
 def sample_train(
     rng: random.Random, trainset: list[Example], size: int, exclude: set[str] | None = None
 ) -> list[Example]:
@@ -444,7 +429,6 @@ def mean(values: list[float]) -> float:
 __all__ = [
     "TIPS",
     "FieldFacts",
-    "bootstrap",
     "data_summary",
     "error_summary",
     "field_facts",

@@ -29,6 +29,8 @@ from ieflow.optimize.reflection import (
     field_rule_messages,
     with_rule,
 )
+from ieflow.optimize.run_log import EditTried, Rejected, Skipped
+from ieflow.optimize.state import SIMBAState
 from ieflow.program import FIELD_PREFIX, ExtractionProgram
 
 DEMOS = "demos"
@@ -81,6 +83,7 @@ def hardest(batch: list[Example], runs: list[list[ExampleResult]]) -> HardExampl
 
 class SIMBA(Optimizer):
     name = "simba"
+    State = SIMBAState
 
     def __init__(
         self, config: SIMBAConfig | None = None, *, parent_selector: Any = None, **kwargs: Any
@@ -98,14 +101,14 @@ class SIMBA(Optimizer):
         while True:
             if run.stopping(cfg.max_steps):
                 return
-            if run.state.get("idle", 0) >= cfg.max_idle_steps:
+            if run.state.idle >= cfg.max_idle_steps:
                 run.stop_reason = f"{cfg.max_idle_steps} steps in a row found nothing to try"
                 return
             # A step runs every variant and the child on one minibatch: stop before starting one that
             # cannot finish, rather than spend calls on half a step.
             run.tracker.check(cfg.minibatch_size * (cfg.num_variants + 1))
             run.step += 1
-            run.state["idle"] = 0 if self._step(run) else run.state.get("idle", 0) + 1
+            run.state.idle = 0 if self._step(run) else run.state.idle + 1
             run.checkpoint()
 
     def _step(self, run: OptimizerRun) -> bool:
@@ -115,7 +118,7 @@ class SIMBA(Optimizer):
         shown = {d.doc_id for d in parent.program.demos}
         batch = [ex for ex in self.sampler.next(run) if ex.doc_id not in shown]  # a demo is trivially right
         if not batch:
-            run.event("skip", parent=parent.index, reason="minibatch holds only the parent's demos")
+            run.emit(Skipped(parent=parent.index, reason="minibatch holds only the parent's demos"))
             return False
         runs = [
             run.evaluate(p, batch)
@@ -123,7 +126,7 @@ class SIMBA(Optimizer):
         ]
         hard = hardest(batch, runs)
         if hard is None:
-            run.event("skip", parent=parent.index, reason="every variant is right on the minibatch")
+            run.emit(Skipped(parent=parent.index, reason="every variant is right on the minibatch"))
             return False
         use_demo = run.rng.random() < cfg.demo_rate  # (the batch holds no example already shown)
         proposal = (
@@ -132,7 +135,7 @@ class SIMBA(Optimizer):
         if isinstance(proposal, Rejection) and not use_demo:
             proposal = self._demo(run, parent, hard)  # no usable rule: the example itself is the fix
         if isinstance(proposal, Rejection):
-            run.event("rejected", parent=parent.index, component=proposal.component, reason=proposal.reason)
+            run.emit(Rejected(parent=parent.index, component_name=proposal.component, reason=proposal.reason))
             return False
         child = run.evaluate(proposal.program, batch)
         before, after = mean([r.score for r in runs[0]]), mean([r.score for r in child])
@@ -141,16 +144,17 @@ class SIMBA(Optimizer):
         run.learn(
             f"{proposal.component}: {proposal.summary} -> {verdict} (minibatch {before:.2f} -> {after:.2f})"
         )
-        run.event(
-            "proposal",
-            parent=parent.index,
-            hard_example=hard.example.doc_id,
-            spread=round(hard.spread, 4),
-            component=proposal.component,
-            summary=proposal.summary,
-            minibatch_before=round(before, 4),
-            minibatch_after=round(after, 4),
-            accepted=accepted,
+        run.emit(
+            EditTried(
+                parent=parent.index,
+                hard_example=hard.example.doc_id,
+                spread=hard.spread,
+                component_name=proposal.component,
+                summary=proposal.summary,
+                minibatch_before=before,
+                minibatch_after=after,
+                accepted=accepted,
+            )
         )
         if accepted:
             run.add_candidate(proposal.program, [parent.index], proposal.component, proposal.summary)
