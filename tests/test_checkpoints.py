@@ -12,6 +12,7 @@ import pytest
 
 from ieflow.optimize import Budget
 from ieflow.optimize.checkpoint import CHECKPOINT_VERSION, Checkpoint, CheckpointError
+from ieflow.optimize.lessons import LessonLog
 from ieflow.optimize.registry import OPTIMIZERS
 from ieflow.optimize.run_log import CandidateAdded, EditTried, RunEvent, Stopped, event_from_json
 from ieflow.optimize.state import (
@@ -93,6 +94,8 @@ def test_a_v1_checkpoint_migrates_to_the_state_a_run_writes_now(tmp_path: Path, 
     assert migrated.to_json()["state"] == written["state"]
     assert migrated.to_json()["history"] == written["history"]
     assert [c.to_dict() for c in migrated.candidates] == written["candidates"]
+    v1_sentences = json.loads((FIXTURES / name / "checkpoint.json").read_text())["lessons"]
+    assert LessonLog.from_json(written["lessons"]).texts() == migrated.lessons.texts() == v1_sentences
 
 
 def test_an_unknown_version_fails_with_one_clear_message(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from ieflow.optimize.evaluator import (
     Ledger,
     mean_tokens,
 )
+from ieflow.optimize.lessons import Lesson, LessonLog
 from ieflow.optimize.result import OptimizationResult
 from ieflow.optimize.run_log import (
     CandidateAdded,
@@ -96,7 +97,7 @@ class OptimizerRun(Generic[S]):
         self.evaluate_hook = evaluate_hook
         self.pool = CandidatePool()
         self.log = RunLog(optimizer, listeners)
-        self.lessons: list[str] = list(program.lessons)
+        self.lessons = LessonLog.from_sentences(program.lessons)  # carried from earlier runs
         self.rng = random.Random(seed)
         self.seed = seed
         self.step = 0
@@ -184,9 +185,8 @@ class OptimizerRun(Generic[S]):
         event.progress = self.progress()
         self.log.record(event)
 
-    def learn(self, lesson: str) -> None:
-        if lesson not in self.lessons:
-            self.lessons.append(lesson)
+    def learn(self, lesson: Lesson) -> None:
+        self.lessons.add(lesson)
 
     def checkpoint(self) -> None:
         Checkpoint(
@@ -233,7 +233,7 @@ class OptimizerRun(Generic[S]):
     def result(self, settings: dict[str, Any] | None = None) -> OptimizationResult:
         best = self.best()
         program = best.program.replace(
-            lessons=list(self.lessons),
+            lessons=self.lessons.texts(),
             metadata={
                 **best.program.metadata,
                 "optimizer": self.optimizer,
@@ -250,7 +250,7 @@ class OptimizerRun(Generic[S]):
             candidates=self.candidates,
             pareto_front=self.pool.quality_cost_front(),
             history=self.log.history(),
-            lessons=list(self.lessons),
+            lessons=self.lessons.texts(),
             usage=self.tracker.to_dict(),
             stop_reason=self.stop_reason,
             settings=settings or {},

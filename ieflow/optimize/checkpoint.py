@@ -13,6 +13,7 @@ from typing import Any
 
 from ieflow import storage
 from ieflow.optimize.candidates import Candidate
+from ieflow.optimize.lessons import LessonLog
 from ieflow.optimize.run_log import RunEvent, event_from_json
 from ieflow.optimize.state import OptimizerState
 
@@ -35,7 +36,7 @@ class Checkpoint:
     rng_state: tuple[Any, ...]
     candidates: list[Candidate]
     history: list[RunEvent]
-    lessons: list[str]
+    lessons: LessonLog
     state: OptimizerState
     wall_s: float = 0.0
     optimizer_cost_usd: float = 0.0
@@ -52,7 +53,7 @@ class Checkpoint:
             "rng": _rng_to_json(self.rng_state),
             "candidates": [c.to_dict() for c in self.candidates],
             "history": [e.to_json() for e in self.history],
-            "lessons": list(self.lessons),
+            "lessons": self.lessons.to_json(),
             "state": self.state.to_json(),
             "wall_s": self.wall_s,
             "optimizer_cost_usd": self.optimizer_cost_usd,
@@ -72,7 +73,10 @@ class Checkpoint:
                 f"(it reads versions {', '.join(map(str, READABLE_VERSIONS))}); use a new run folder"
             )
         try:
-            state = state_type.from_v1(data["state"]) if version == 1 else state_type.from_json(data["state"])
+            if version == 1:  # the untyped state dict; lessons as sentences
+                state, lessons = state_type.from_v1(data["state"]), LessonLog.from_sentences(data["lessons"])
+            else:
+                state, lessons = state_type.from_json(data["state"]), LessonLog.from_json(data["lessons"])
             return cls(
                 optimizer=data["optimizer"],
                 seed_program_hash=data["seed_program_hash"],
@@ -81,7 +85,7 @@ class Checkpoint:
                 rng_state=_rng_from_json(data["rng"]),
                 candidates=[Candidate.from_dict(c) for c in data["candidates"]],
                 history=[event_from_json(entry) for entry in data["history"]],
-                lessons=list(data["lessons"]),
+                lessons=lessons,
                 state=state,
                 wall_s=data.get("wall_s", 0.0),
                 optimizer_cost_usd=data.get("optimizer_cost_usd", 0.0),

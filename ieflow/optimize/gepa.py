@@ -16,13 +16,13 @@ from typing import Any
 from ieflow.datasets import Example
 from ieflow.optimize.base import Candidate, Optimizer, OptimizerRun
 from ieflow.optimize.evaluator import ExampleResult
+from ieflow.optimize.lessons import Lesson, Verdict
 from ieflow.optimize.pareto import sample_from_front
 from ieflow.optimize.proposals import (
     FieldFacts,
     error_summary,
     field_facts,
     formats_from_facts,
-    tried_texts,
     with_demo,
 )
 from ieflow.optimize.reflection import (
@@ -268,8 +268,7 @@ class GEPA(Optimizer):
         before = sum(r.score for r in parent_results) / len(batch)
         after = sum(r.score for r in child_results) / len(batch)
         accepted = self.acceptance.accept(parent_results, child_results, proposal)
-        verdict = "helped" if accepted else "did not help"
-        run.learn(f"{component}: {proposal.summary} -> {verdict} (minibatch {before:.2f} -> {after:.2f})")
+        run.learn(Lesson(component, proposal.summary, Verdict.of(accepted), before, after))
         run.emit(
             EditTried(
                 parent=parent.index,
@@ -322,7 +321,7 @@ class GEPA(Optimizer):
             return found
         examples = {ex.doc_id: ex for ex in batch}
         failures = failure_lines(path, results, examples)
-        tried = tried_texts(run, component)
+        tried = run.lessons.edits_that_did_not_help(component)
         fact = self._field_facts(run).get(path)
         facts, from_facts = (fact.text(), fact.rule()) if fact else ("", "")
         if tried and from_facts and not any(from_facts in t for t in tried):
@@ -379,7 +378,7 @@ class GEPA(Optimizer):
         self, run: OptimizerRun, parent: Candidate, batch: list[Example], results: list[ExampleResult]
     ) -> Proposal | Rejection:
         summary = [line.removeprefix("- ") for line in error_summary(parent.program, results)]
-        tried = tried_texts(run, INSTRUCTION)
+        tried = run.lessons.edits_that_did_not_help(INSTRUCTION)
         text, truncated = self._ask_text(run, instruction_messages(parent.program, summary, tried))
         old = parent.program.components.get(INSTRUCTION, "")
         reason = self.config.check.check_text(text, old, run.trainset, truncated)

@@ -18,6 +18,7 @@ from typing import Any
 
 from ieflow.datasets import Example
 from ieflow.optimize.base import Optimizer, OptimizerRun
+from ieflow.optimize.lessons import Lesson, Verdict
 from ieflow.optimize.proposals import data_summary, mean, opro_messages, propose_text, with_instruction
 from ieflow.optimize.reflection import ProposalCheck
 from ieflow.optimize.run_log import InstructionScored, Rejected
@@ -106,9 +107,8 @@ class OPRO(Optimizer):
         entry = ScoredInstruction(text, score)
         history.append(entry)
         run.emit(InstructionScored(component_name=INSTRUCTION, text=text, score=score, improved=improved))
-        verdict = "helped" if improved else "did not help"
         run.learn(
-            f'{INSTRUCTION}: instruction "{text}" -> {verdict} (subset {best.score:.2f} -> {score:.2f})'
+            Lesson(INSTRUCTION, f'instruction "{text}"', Verdict.of(improved), best.score, score, "subset")
         )
         if improved:
             program = with_instruction(run.seed_program, text)

@@ -371,16 +371,6 @@ def _norm(text: str) -> str:
     return " ".join(_WORD.findall(text.lower()))
 
 
-def tried_texts(run: OptimizerRun, component: str) -> list[str]:
-    """Texts for `component` recorded in the lesson log as not helping (same format as GEPA's)."""
-    prefix = f"{component}: "
-    return [
-        lesson[len(prefix) :].split(" -> ")[0]
-        for lesson in run.lessons
-        if lesson.startswith(prefix) and "did not help" in lesson
-    ]
-
-
 def with_instruction(program: ExtractionProgram, text: str) -> ExtractionProgram:
     return program.replace(components={INSTRUCTION: text})
 
@@ -440,7 +430,6 @@ __all__ = [
     "opro_messages",
     "propose_text",
     "sample_train",
-    "tried_texts",
     "values_at",
     "variation_messages",
     "with_demo",

@@ -20,7 +20,8 @@ from ieflow.datasets import Example
 from ieflow.optimize.base import Candidate, Optimizer, OptimizerRun
 from ieflow.optimize.evaluator import ExampleResult
 from ieflow.optimize.gepa import BestParentSelector, MinibatchSampler
-from ieflow.optimize.proposals import mean, propose_text, tried_texts, with_demo
+from ieflow.optimize.lessons import Lesson, Verdict
+from ieflow.optimize.proposals import mean, propose_text, with_demo
 from ieflow.optimize.reflection import (
     Proposal,
     ProposalCheck,
@@ -140,10 +141,7 @@ class SIMBA(Optimizer):
         child = run.evaluate(proposal.program, batch)
         before, after = mean([r.score for r in runs[0]]), mean([r.score for r in child])
         accepted = after > before + 1e-9
-        verdict = "helped" if accepted else "did not help"
-        run.learn(
-            f"{proposal.component}: {proposal.summary} -> {verdict} (minibatch {before:.2f} -> {after:.2f})"
-        )
+        run.learn(Lesson(proposal.component, proposal.summary, Verdict.of(accepted), before, after))
         run.emit(
             EditTried(
                 parent=parent.index,
@@ -185,7 +183,9 @@ class SIMBA(Optimizer):
         others = [r for r in baseline if r.doc_id != hard.example.doc_id]
         failures = failure_lines(path, [worst, *others], {ex.doc_id: ex for ex in batch})
         component = FIELD_PREFIX + path
-        messages = field_rule_messages(parent.program, path, failures, tried_texts(run, component))
+        messages = field_rule_messages(
+            parent.program, path, failures, run.lessons.edits_that_did_not_help(component)
+        )
         rule, reason = propose_text(
             self,
             run,
