@@ -43,7 +43,7 @@ from ieflow.champion import (
     new_labels,
     skipped,
 )
-from ieflow.optimize.runner import load_split_examples, score_on
+from ieflow.optimize.split_scoring import load_split_examples, score_outside_budget
 from ieflow.program import ExtractionProgram
 from ieflow.registry import Registry, RegistryError, now
 from ieflow.report import embedded_png
@@ -281,7 +281,7 @@ def holdout_scorecards(
     doc_ids = tuple(sorted(ex.doc_id for ex in test))
     cards = {}
     for role, program in (("champion", champion), ("challenger", challenger)):
-        card = Scorecard.from_score(score_on(program, test, ledger), list(doc_ids))
+        card = Scorecard.from_score(score_outside_budget(program, test, ledger), list(doc_ids))
         cards[role] = {**card.to_dict(), "doc_ids": doc_ids}
     return cards
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from ieflow import config
 from ieflow.lm import LMClient
 from ieflow.optimize import Budget, make_optimizer
-from ieflow.optimize.runner import load_split_examples
+from ieflow.optimize.split_scoring import load_split_examples
 from ieflow.preflight import preflight
 from ieflow.program import ExtractionProgram
 from ieflow.report import optimization_markdown, pareto_plot

@@ -45,7 +45,7 @@ def test_gepa_finds_the_rule_that_fixes_the_failing_field(tmp_path) -> None:
     assert result.seed_score < 0.9
     assert result.best_score == pytest.approx(1.0)
     assert "day-first" in result.best_program.components["field:date"]
-    assert result.candidates[result.best_index].changed in ("field:date", "instruction", "demos")
+    assert result.candidates[result.best_index].changed_component in ("field:date", "instruction", "demos")
     assert result.usage["metric_calls"] <= 80 + 3
     assert (tmp_path / "run" / "program.json").exists()
     saved = ExtractionProgram.load(tmp_path / "run" / "program.json")

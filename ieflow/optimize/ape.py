@@ -19,7 +19,7 @@ from typing import Any
 from ieflow.optimize.base import Optimizer, OptimizerRun
 from ieflow.optimize.proposals import (
     induction_messages,
-    io_pair,
+    input_output_pair,
     mean,
     propose_text,
     sample_train,
@@ -127,7 +127,7 @@ class APE(Optimizer):
             if not shown:  # a training set no bigger than the subset: show subset examples after all
                 shown = sample_train(run.rng, run.trainset, cfg.pairs_per_prompt)
             messages = induction_messages(
-                run.seed_program, [io_pair(ex, cfg.pair_max_tokens) for ex in shown]
+                run.seed_program, [input_output_pair(ex, cfg.pair_max_tokens) for ex in shown]
             )
             old = seed_text
         else:

@@ -121,7 +121,7 @@ class OptimizerRun(Generic[S]):
         return self.evaluator.evaluate(program, examples)
 
     def add_candidate(
-        self, program: ExtractionProgram, parents: list[int], changed: str, note: str = ""
+        self, program: ExtractionProgram, parents: list[int], changed_component: str, note: str = ""
     ) -> Candidate:
         """Score `program` on the whole validation set and add it to the pool."""
         existing = self.pool.find(program)
@@ -132,7 +132,7 @@ class OptimizerRun(Generic[S]):
             index=len(self.pool),
             program=program,
             parents=parents,
-            changed=changed,
+            changed_component=changed_component,
             step=self.step,
             val_scores={r.doc_id: r.score for r in results},
             tokens_per_doc=mean_tokens(results),
@@ -143,7 +143,7 @@ class OptimizerRun(Generic[S]):
             CandidateAdded(
                 index=candidate.index,
                 parents=parents,
-                changed=changed,
+                changed_component=changed_component,
                 val_score=candidate.val_score,
                 tokens_per_doc=candidate.tokens_per_doc,
                 note=note,
@@ -185,7 +185,7 @@ class OptimizerRun(Generic[S]):
         event.progress = self.progress()
         self.log.record(event)
 
-    def learn(self, lesson: Lesson) -> None:
+    def record_lesson(self, lesson: Lesson) -> None:
         self.lessons.add(lesson)
 
     def checkpoint(self) -> None:
@@ -357,7 +357,7 @@ class Optimizer(ABC):
     def optimize(self, run: OptimizerRun[Any]) -> None:
         """Improve the pool in `run` until a budget is hit or the optimizer is done."""
 
-    def ask(self, run: OptimizerRun[Any], messages: list[dict], **params: Any) -> Any:
+    def ask_reflection_model(self, run: OptimizerRun[Any], messages: list[dict], **params: Any) -> Any:
         """One call to the reflection model; its cost is the optimizer's own. None on failure
         (recorded in the history): a failed proposal must not end the run."""
         try:

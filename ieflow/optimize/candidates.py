@@ -16,7 +16,7 @@ class Candidate:
     index: int
     program: ExtractionProgram
     parents: list[int]
-    changed: str  # the component changed ("seed", "field:date", "instruction", "demos", "merge", ...)
+    changed_component: str  # changed from the first parent: "seed", "field:date", "instruction", "merge"...
     step: int
     val_scores: dict[str, float]
     tokens_per_doc: float
@@ -31,7 +31,7 @@ class Candidate:
             "index": self.index,
             "program": self.program.to_dict(),
             "parents": self.parents,
-            "changed": self.changed,
+            "changed": self.changed_component,
             "step": self.step,
             "val_scores": self.val_scores,
             "val_score": self.val_score,
@@ -45,7 +45,7 @@ class Candidate:
             index=data["index"],
             program=ExtractionProgram.from_dict(data["program"]),
             parents=list(data["parents"]),
-            changed=data["changed"],
+            changed_component=data["changed"],
             step=data["step"],
             val_scores=dict(data["val_scores"]),
             tokens_per_doc=data["tokens_per_doc"],
@@ -94,7 +94,11 @@ class CandidatePool:
         while current is not None:
             candidate = self.candidates[current]
             chain.append(
-                {"index": current, "changed": candidate.changed, "val_score": round(candidate.val_score, 4)}
+                {
+                    "index": current,
+                    "changed": candidate.changed_component,
+                    "val_score": round(candidate.val_score, 4),
+                }
             )
             current = candidate.parents[0] if candidate.parents else None
         return list(reversed(chain))

@@ -268,7 +268,7 @@ class GEPA(Optimizer):
         before = sum(r.score for r in parent_results) / len(batch)
         after = sum(r.score for r in child_results) / len(batch)
         accepted = self.acceptance.accept(parent_results, child_results, proposal)
-        run.learn(Lesson(component, proposal.summary, Verdict.of(accepted), before, after))
+        run.record_lesson(Lesson(component, proposal.summary, Verdict.of(accepted), before, after))
         run.emit(
             EditTried(
                 parent=parent.index,
@@ -301,7 +301,7 @@ class GEPA(Optimizer):
     def _ask_text(self, run: OptimizerRun, messages: list[dict]) -> tuple[str, bool]:
         # The seed varies per step so a repeated question gets a fresh answer, and replays exactly
         # (from the LM cache) when a killed run resumes.
-        response = self.ask(
+        response = self.ask_reflection_model(
             run, messages, temperature=self.config.temperature, seed=self.seed * 100_000 + run.step
         )
         if response is None:

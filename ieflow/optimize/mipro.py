@@ -29,7 +29,7 @@ from ieflow.optimize.proposals import (
     data_summary,
     error_summary,
     grounded_instruction_messages,
-    io_pair,
+    input_output_pair,
     mean,
     propose_text,
     sample_train,
@@ -151,7 +151,7 @@ class MIPROv2(Optimizer):
                 run.seed_program,
                 summary,
                 errors,
-                [io_pair(example, cfg.pair_max_tokens)],
+                [input_output_pair(example, cfg.pair_max_tokens)],
                 TIPS[attempt % len(TIPS)],
             )
             text, reason = propose_text(
@@ -267,9 +267,9 @@ class MIPROv2(Optimizer):
         (i, j), scores = max(
             by_config.items(), key=lambda kv: (mean(kv[1]), len(kv[1]), -kv[0][0], -kv[0][1])
         )
-        changed = "+".join(name for name, on in (("instruction", i), ("demos", j)) if on) or "seed"
+        changed_component = "+".join(name for name, on in (("instruction", i), ("demos", j)) if on) or "seed"
         note = f"instruction {i}, demo set {j}: minibatch mean {mean(scores):.2f} over {len(scores)} trials"
-        run.add_candidate(self._program(run, state, i, j), [0], changed, note)
+        run.add_candidate(self._program(run, state, i, j), [0], changed_component, note)
 
 
 __all__ = ["MIPROConfig", "MIPROv2"]

@@ -107,7 +107,7 @@ class OPRO(Optimizer):
         entry = ScoredInstruction(text, score)
         history.append(entry)
         run.emit(InstructionScored(component_name=INSTRUCTION, text=text, score=score, improved=improved))
-        run.learn(
+        run.record_lesson(
             Lesson(INSTRUCTION, f'instruction "{text}"', Verdict.of(improved), best.score, score, "subset")
         )
         if improved:

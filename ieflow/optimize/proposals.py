@@ -241,7 +241,7 @@ def _hint(feedback: str) -> str:
     return "" if any(q in hint for q in "'\"") or re.search(r"\d", hint) else hint[:140]
 
 
-def io_pair(example: Example, max_tokens: int, max_chars: int = 400) -> str:
+def input_output_pair(example: Example, max_tokens: int, max_chars: int = 400) -> str:
     """A short input -> output pair: the head of the document, plus a short window around each
     value the head does not show (so the pair shows where values sit, e.g. a total at the bottom),
     and the gold record (cut for long records: the pair shows the task's shape, not every value)."""
@@ -357,7 +357,7 @@ def propose_text(
 
     `seed` must differ per call (fresh answers) and be a pure function of the run's position
     (a resumed run replays the same calls from the LM cache)."""
-    response = optimizer.ask(run, messages, temperature=temperature, seed=seed)
+    response = optimizer.ask_reflection_model(run, messages, temperature=temperature, seed=seed)
     if response is None:
         return "", "proposal model failed"
     text = clean_reply(response.text)
@@ -425,7 +425,7 @@ __all__ = [
     "formats_from_facts",
     "grounded_instruction_messages",
     "induction_messages",
-    "io_pair",
+    "input_output_pair",
     "make_demo",
     "opro_messages",
     "propose_text",

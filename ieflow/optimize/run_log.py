@@ -74,14 +74,14 @@ class CandidateAdded(RunEvent):
     KIND: ClassVar[str] = "candidate"
     index: int
     parents: list[int]
-    changed: str
+    changed_component: str = field(metadata={"key": "changed"})
     val_score: float = _rounded(4)
     tokens_per_doc: float = _rounded(1)
     note: str = ""
 
     @property
     def component(self) -> str | None:
-        return self.changed
+        return self.changed_component
 
 
 @dataclass

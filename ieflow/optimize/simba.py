@@ -141,7 +141,7 @@ class SIMBA(Optimizer):
         child = run.evaluate(proposal.program, batch)
         before, after = mean([r.score for r in runs[0]]), mean([r.score for r in child])
         accepted = after > before + 1e-9
-        run.learn(Lesson(proposal.component, proposal.summary, Verdict.of(accepted), before, after))
+        run.record_lesson(Lesson(proposal.component, proposal.summary, Verdict.of(accepted), before, after))
         run.emit(
             EditTried(
                 parent=parent.index,
