@@ -166,3 +166,18 @@ def test_listeners_get_typed_events_with_where_the_run_stands(tmp_path: Path) ->
     assert all(e.progress.max_metric_calls == 60 for e in seen)
     assert seen[-1].progress.best_val_score == pytest.approx(result.best_score)
     assert [event_from_json(e.to_json()).to_json() for e in seen] == result.history
+
+
+def test_each_event_reaches_the_progress_display_as_an_optimizer_step(tmp_path: Path) -> None:
+    from ieflow.progress import OptimizerStep, listening
+
+    updates: list[OptimizerStep] = []
+    with listening(updates.append):
+        result = make_gepa(tmp_path).compile(
+            seed_program(), make_examples(8), make_examples(6, offset=100), Budget(max_metric_calls=60)
+        )
+    assert len(updates) == len(result.history)
+    assert all(u.optimizer == "gepa" and u.max_metric_calls == 60 for u in updates)
+    assert updates[-1].metric_calls == result.usage["metric_calls"] and updates[-1].event == "stop"
+    assert updates[0].component == "seed" and updates[-1].best_val == pytest.approx(result.best_score)
+    assert any(u.event in ("accepted", "not accepted") and u.component for u in updates)

@@ -37,6 +37,7 @@ from ieflow.optimize.result import OptimizationResult
 from ieflow.optimize.run_log import (
     CandidateAdded,
     Progress,
+    PublishProgress,
     ReflectionFailed,
     RunEvent,
     RunListener,
@@ -307,7 +308,7 @@ class Optimizer(ABC):
         self, program: ExtractionProgram, trainset: list[Example], valset: list[Example], budget: Budget
     ) -> OptimizerRun[Any]:
         """A fresh run, or the one checkpointed in `run_dir` (resumed)."""
-        listeners = list(self.listeners)
+        listeners = [*self.listeners, PublishProgress(self.name)]
         if self.on_event is not None:
             on_event = self.on_event
             listeners.append(lambda event: on_event(event.to_json()))

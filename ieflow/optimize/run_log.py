@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Protocol
 
+from ieflow import progress as progress_updates
+
 log = logging.getLogger("ieflow.optimize")
 
 
@@ -47,6 +49,11 @@ class RunEvent:
     def component(self) -> str | None:
         """The component this step changed or tried to change, if any."""
         return None
+
+    @property
+    def label(self) -> str:
+        """What happened, in a word or two (for a progress line)."""
+        return self.KIND
 
     def data(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -138,6 +145,10 @@ class EditTried(RunEvent):
     @property
     def component(self) -> str | None:
         return self.component_name
+
+    @property
+    def label(self) -> str:
+        return "accepted" if self.accepted else "not accepted"
 
 
 @dataclass
@@ -259,6 +270,30 @@ class RunListener(Protocol):
     def __call__(self, event: RunEvent) -> None: ...
 
 
+class PublishProgress:
+    """A listener that hands each event to `ieflow.progress` as an `OptimizerStep` (what the CLI's
+    progress bar draws); nothing is published for a run with no metric-call budget."""
+
+    def __init__(self, optimizer: str) -> None:
+        self.optimizer = optimizer
+
+    def __call__(self, event: RunEvent) -> None:
+        at = event.progress
+        if at.max_metric_calls is None:
+            return
+        progress_updates.publish(
+            progress_updates.OptimizerStep(
+                self.optimizer,
+                at.step,
+                at.metric_calls,
+                at.max_metric_calls,
+                at.best_val_score,
+                event.label,
+                event.component,
+            )
+        )
+
+
 class RunLog:
     """The events of a run in order (resumed runs keep the earlier ones) and their listeners."""
 
@@ -289,6 +324,7 @@ __all__ = [
     "MergeTried",
     "OtherEvent",
     "Progress",
+    "PublishProgress",
     "ReflectionFailed",
     "Rejected",
     "RunEvent",
