@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import ieflow  # noqa: E402,F401  (offline env defaults)
 from ieflow.optimize import Budget, make_optimizer  # noqa: E402
-from ieflow.optimize.runner import load_split_examples, score_on  # noqa: E402
+from ieflow.optimize.split_scoring import load_split_examples, score_outside_budget  # noqa: E402
 from ieflow.program import ExtractionProgram, LongDocStrategy  # noqa: E402
 
 DATASETS = ROOT.parent / "shared" / "datasets"
@@ -90,7 +90,7 @@ def run(
     summary["budget_metric_calls"] = budget
     print(f"[{dataset}] train {len(splits['train'])}, val {len(splits['val'])}, test {len(splits['test'])}")
     started = time.time()
-    baseline = score_on(program, splits["test"], out / "test_evaluations.jsonl")
+    baseline = score_outside_budget(program, splits["test"], out / "test_evaluations.jsonl")
     baseline["wall_s"] = time.time() - started
     earlier = summary.get("baseline", {})
     if earlier.get("score") == baseline["score"] and "wall_s" in earlier:
@@ -103,7 +103,7 @@ def run(
         finished_earlier = bool(checkpoint_stop_reason(out / name))
         optimizer = make_optimizer(name, run_dir=out / name, seed=0)
         result = optimizer.compile(program, splits["train"], splits["val"], Budget(max_metric_calls=budget))
-        test = score_on(result.best_program, splits["test"], out / "test_evaluations.jsonl")
+        test = score_outside_budget(result.best_program, splits["test"], out / "test_evaluations.jsonl")
         earlier = summary.setdefault("optimizers", {}).get(name, {})
         if finished_earlier and earlier.get("code"):
             # A finished run, only re-read: it ran on the code recorded then, not on today's.

@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 
 from ieflow import config
 from ieflow.champion import Policy, Scorecard, data_fingerprint, decide, label_snapshot, new_labels
-from ieflow.optimize.runner import load_split_examples, score_on
+from ieflow.optimize.split_scoring import load_split_examples, score_outside_budget
 from ieflow.program import ExtractionProgram
 from ieflow.registry import ProgramVersion, Registry, RegistryError, now
 from ieflow.report import embedded_png
@@ -263,7 +263,8 @@ def holdout_scorecards(
     test = splits["test"]
     doc_ids = sorted(ex.doc_id for ex in test)
     champion_card, challenger_card = (
-        Scorecard.from_score(score_on(program, test, ledger), doc_ids) for program in (champion, challenger)
+        Scorecard.from_score(score_outside_budget(program, test, ledger), doc_ids)
+        for program in (champion, challenger)
     )
     return HoldoutCards(champion_card, challenger_card)
 

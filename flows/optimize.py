@@ -19,7 +19,7 @@ from ieflow.datasets import Example
 from ieflow.lm import LMClient
 from ieflow.optimize import Budget, make_optimizer
 from ieflow.optimize.base import OptimizationResult
-from ieflow.optimize.runner import load_split_examples
+from ieflow.optimize.split_scoring import load_split_examples
 from ieflow.program import ExtractionProgram
 from ieflow.report import write_optimization_outputs
 from ieflow_tasks.optimize import evaluate_as_task, score_program

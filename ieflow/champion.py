@@ -32,7 +32,7 @@ class Policy:
 
 @dataclass(frozen=True)
 class Scorecard:
-    """One program on the held-out documents (built from `ieflow.optimize.runner.score_on`)."""
+    """One program on the held-out documents (built from `split_scoring.score_outside_budget`)."""
 
     program_hash: str
     score: float

@@ -93,7 +93,9 @@ def optimization_markdown(
     for index in result.pareto_front:
         c = result.candidates[index]
         marker = " (best)" if index == best.index else ""
-        lines.append(f"| {index}{marker} | {c.val_score:.3f} | {c.tokens_per_doc:.0f} | {c.changed} |")
+        lines.append(
+            f"| {index}{marker} | {c.val_score:.3f} | {c.tokens_per_doc:.0f} | {c.changed_component} |"
+        )
     if plot_path:
         image = embedded_png(plot_path, "quality-cost Pareto plot")
         lines += ["", image or "", f"Plot of all candidates: `{plot_path}`"]

@@ -10,7 +10,7 @@ from prefect.cache_policies import NONE
 from ieflow.datasets import Example
 from ieflow.lm import LMClient
 from ieflow.optimize.evaluator import Evaluator, ExampleResult
-from ieflow.optimize.runner import score_on
+from ieflow.optimize.split_scoring import score_outside_budget
 from ieflow.program import ExtractionProgram
 
 # Evaluations are cached by the optimizer run's own ledger (JSON lines keyed by program hash and
@@ -61,4 +61,4 @@ def score_program(
     n_examples: int,
     client: LMClient | None = None,
 ) -> dict[str, Any]:
-    return score_on(program, examples, ledger_path, client)
+    return score_outside_budget(program, examples, ledger_path, client)

@@ -45,7 +45,7 @@ def test_gepa_finds_the_rule_that_fixes_the_failing_field(tmp_path) -> None:
     assert result.seed_score < 0.9
     assert result.best_score == pytest.approx(1.0)
     assert "day-first" in result.best_program.components["field:date"]
-    assert result.candidates[result.best_index].changed in ("field:date", "instruction", "demos")
+    assert result.candidates[result.best_index].changed_component in ("field:date", "instruction", "demos")
     assert result.usage["metric_calls"] <= 80 + 3
     assert (tmp_path / "run" / "program.json").exists()
     saved = ExtractionProgram.load(tmp_path / "run" / "program.json")
@@ -175,6 +175,7 @@ def test_a_grounded_format_is_accepted_on_a_tie_and_a_model_rule_is_not() -> Non
 def test_one_format_proposal_covers_every_field_printed_the_same_way(tmp_path) -> None:
     from ieflow.datasets import Example
     from ieflow.optimize.base import Candidate, OptimizerRun
+    from ieflow.optimize.state import GEPAState
 
     date = {"type": ["string", "null"], "format": "date"}
     schema = {"type": "object", "properties": {"start": date, "end": date, "note": {"type": "string"}}}
@@ -187,7 +188,7 @@ def test_one_format_proposal_covers_every_field_printed_the_same_way(tmp_path) -
         )
         for i in range(4)
     ]
-    run = OptimizerRun("gepa", program, docs, docs, Budget(), tmp_path)
+    run = OptimizerRun("gepa", program, docs, docs, Budget(), tmp_path, state=GEPAState())
     parent = Candidate(0, program, [], "seed", 0, {}, 0.0)
     gepa = make_gepa(tmp_path)
     proposal = gepa._propose_format(run, parent, "end")

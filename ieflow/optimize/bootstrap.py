@@ -15,10 +15,14 @@ the way free-form instructions can.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ieflow.optimize.base import Optimizer, OptimizerRun
-from ieflow.optimize.proposals import bootstrap, with_demos
+from ieflow.optimize.evaluator import ExampleResult
+from ieflow.optimize.proposals import with_demos
+from ieflow.optimize.run_log import Bootstrapped
+from ieflow.optimize.state import BootstrapState
+from ieflow.program import ExtractionProgram
 
 
 @dataclass
@@ -33,6 +37,7 @@ class BootstrapConfig:
 
 class BootstrapFewShot(Optimizer):
     name = "bootstrap"
+    State = BootstrapState
 
     def __init__(self, config: BootstrapConfig | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -41,28 +46,28 @@ class BootstrapFewShot(Optimizer):
     def slack_calls(self) -> int:
         return 0  # every step is one validation pass, checked whole before it starts: no overshoot
 
-    def optimize(self, run: OptimizerRun) -> None:
+    def optimize(self, run: OptimizerRun[BootstrapState]) -> None:
         cfg = self.config
-        state = run.state.setdefault("bootstrap", {"made": 0})
-        if "affordable" not in state:
+        state = run.state
+        if state.affordable is None:
             # Bootstrapping costs metric calls: skip it when it would leave no room for one candidate.
-            state["affordable"] = not run.tracker.exhausted(cfg.bootstrap_size + len(run.valset))
+            state.affordable = not run.tracker.exhausted(cfg.bootstrap_size + len(run.valset))
             run.checkpoint()
-        if "good" not in state:
+        if state.good is None:
             good = (
                 bootstrap(run, run.seed_program, cfg.bootstrap_size, cfg.min_score)[0]
-                if state["affordable"]
+                if state.affordable
                 else []
             )
-            state["good"] = good
-            run.event("bootstrapped", good=good)
+            state.good = good
+            run.emit(Bootstrapped(good=good))
             run.checkpoint()
-        while cfg.num_candidates is None or state["made"] < cfg.num_candidates:
+        while cfg.num_candidates is None or state.made < cfg.num_candidates:
             if run.stopping(cfg.max_steps):
                 return
             run.tracker.check(len(run.valset))
             run.step += 1
-            picked = self._demo_set(run, state["made"], state["good"])
+            picked = self._demo_set(run, state.made, state.good)
             if picked is None:
                 run.stop_reason = "no untried demo set left"
                 return
@@ -70,11 +75,13 @@ class BootstrapFewShot(Optimizer):
             by_id = {ex.doc_id: ex for ex in run.trainset}
             program = with_demos(run.seed_program, [by_id[d] for d in ids], cfg.demo_max_tokens)
             run.add_candidate(program, [0], "demos", f"{kind} demos {', '.join(ids)}")
-            state["made"] += 1
+            state.made += 1
             run.checkpoint()
         run.stop_reason = f"tried {cfg.num_candidates} demo sets"
 
-    def _demo_set(self, run: OptimizerRun, k: int, good: list[str]) -> tuple[str, list[str]] | None:
+    def _demo_set(
+        self, run: OptimizerRun[BootstrapState], k: int, good: list[str]
+    ) -> tuple[str, list[str]] | None:
         """The k-th candidate: labeled, then bootstrapped, then random mixes (avoiding repeats)."""
         cfg = self.config
         ids = [ex.doc_id for ex in run.trainset]
@@ -100,4 +107,26 @@ class BootstrapFewShot(Optimizer):
         return None
 
 
-__all__ = ["BootstrapConfig", "BootstrapFewShot"]
+class BootstrapsDemos(Protocol):
+    """A state that keeps the bootstrap sample (None until drawn)."""
+
+    bootstrap_ids: list[str] | None
+
+
+def bootstrap(
+    run: OptimizerRun[Any], program: ExtractionProgram, size: int, min_score: float
+) -> tuple[list[str], list[ExampleResult]]:
+    """Run `program` on `size` training examples (drawn once, kept in `run.state.bootstrap_ids`)
+    and return the ids it gets right (DSPy's bootstrapped demos: examples the program already
+    handles, so a demo shows the answer format on a document like the ones it can read) and all
+    results."""
+    state: BootstrapsDemos = run.state
+    if state.bootstrap_ids is None:
+        ids = [ex.doc_id for ex in run.trainset]
+        state.bootstrap_ids = run.rng.sample(ids, min(size, len(ids)))
+    by_id = {ex.doc_id: ex for ex in run.trainset}
+    results = run.evaluate(program, [by_id[d] for d in state.bootstrap_ids])
+    return [r.doc_id for r in results if r.score >= min_score - 1e-9], results
+
+
+__all__ = ["BootstrapConfig", "BootstrapFewShot", "bootstrap"]

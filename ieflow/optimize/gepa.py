@@ -16,13 +16,13 @@ from typing import Any
 from ieflow.datasets import Example
 from ieflow.optimize.base import Candidate, Optimizer, OptimizerRun
 from ieflow.optimize.evaluator import ExampleResult
+from ieflow.optimize.lessons import Lesson, Verdict
 from ieflow.optimize.pareto import sample_from_front
 from ieflow.optimize.proposals import (
     FieldFacts,
     error_summary,
     field_facts,
     formats_from_facts,
-    tried_texts,
     with_demo,
 )
 from ieflow.optimize.reflection import (
@@ -35,6 +35,8 @@ from ieflow.optimize.reflection import (
     instruction_messages,
     with_rule,
 )
+from ieflow.optimize.run_log import EditTried, MergeTried, Rejected, Skipped
+from ieflow.optimize.state import GEPAState
 from ieflow.program import FIELD_PREFIX, INSTRUCTION
 
 DEMOS = "demos"
@@ -66,16 +68,16 @@ class MinibatchSampler:
         self.size = size
 
     def next(self, run: OptimizerRun) -> list[Example]:
-        state = run.state.setdefault("minibatch", {"order": [], "pos": 0})
+        state = run.state.minibatch
         ids = [ex.doc_id for ex in run.trainset]
         batch: list[str] = []
         while len(batch) < min(self.size, len(ids)):
-            if state["pos"] >= len(state["order"]):
+            if state.pos >= len(state.order):
                 order = list(ids)
                 run.rng.shuffle(order)
-                state["order"], state["pos"] = order, 0
-            doc = state["order"][state["pos"]]
-            state["pos"] += 1
+                state.order, state.pos = order, 0
+            doc = state.order[state.pos]
+            state.pos += 1
             if doc not in batch:
                 batch.append(doc)
         by_id = {ex.doc_id: ex for ex in run.trainset}
@@ -97,7 +99,7 @@ class FailingFieldChooser:
         self.max_demos = max_demos
 
     def choose(self, run: OptimizerRun, parent: Candidate, results: list[ExampleResult]) -> str | None:
-        tried = run.state.setdefault("tried", {}).setdefault(parent.program.hash, {})
+        tried = run.state.tried_on(parent.program.hash)
         if any(r.error for r in results) and run.rng.random() < 0.5:
             return INSTRUCTION
         roll = run.rng.random()
@@ -144,7 +146,7 @@ class Merger:
 
     def pick(self, run: OptimizerRun) -> tuple[Candidate, Candidate, dict[str, Any]] | None:
         pool = sorted(run.candidates, key=lambda c: -c.val_score)[:6]
-        tried = set(map(tuple, run.state.setdefault("merges_tried", [])))
+        tried = set(run.state.merges_tried)
         for i, a in enumerate(pool):
             for b in pool[i + 1 :]:
                 pair = tuple(sorted((a.index, b.index)))
@@ -158,7 +160,7 @@ class Merger:
                 changes_b = _changed(base, b.program)
                 if not changes_a or not changes_b or set(changes_a) & set(changes_b):
                     continue
-                run.state["merges_tried"].append(list(pair))
+                run.state.merges_tried.append(pair)
                 texts = {k: v for k, v in changes_b.items() if k not in (DEMOS, FORMATS)}
                 merged = a.program.replace(components=texts)
                 if DEMOS in changes_b:
@@ -211,6 +213,7 @@ class GEPAConfig:
 
 class GEPA(Optimizer):
     name = "gepa"
+    State = GEPAState
 
     def __init__(
         self,
@@ -253,28 +256,28 @@ class GEPA(Optimizer):
         parent_results = run.evaluate(parent.program, batch)
         component = self.chooser.choose(run, parent, parent_results)
         if component is None:
-            run.event("skip", parent=parent.index, reason="parent is perfect on the minibatch")
+            run.emit(Skipped(parent=parent.index, reason="parent is perfect on the minibatch"))
             return
-        tried = run.state.setdefault("tried", {}).setdefault(parent.program.hash, {})
+        tried = run.state.tried_on(parent.program.hash)
         tried[component] = tried.get(component, 0) + 1
         proposal = self.propose(run, parent, component, batch, parent_results)
         if isinstance(proposal, Rejection):
-            run.event("rejected", parent=parent.index, component=component, reason=proposal.reason)
+            run.emit(Rejected(parent=parent.index, component_name=component, reason=proposal.reason))
             return
         child_results = run.evaluate(proposal.program, batch)
         before = sum(r.score for r in parent_results) / len(batch)
         after = sum(r.score for r in child_results) / len(batch)
         accepted = self.acceptance.accept(parent_results, child_results, proposal)
-        verdict = "helped" if accepted else "did not help"
-        run.learn(f"{component}: {proposal.summary} -> {verdict} (minibatch {before:.2f} -> {after:.2f})")
-        run.event(
-            "proposal",
-            parent=parent.index,
-            component=component,
-            summary=proposal.summary,
-            minibatch_before=round(before, 4),
-            minibatch_after=round(after, 4),
-            accepted=accepted,
+        run.record_lesson(Lesson(component, proposal.summary, Verdict.of(accepted), before, after))
+        run.emit(
+            EditTried(
+                parent=parent.index,
+                component_name=component,
+                summary=proposal.summary,
+                minibatch_before=before,
+                minibatch_after=after,
+                accepted=accepted,
+            )
         )
         if accepted:
             run.add_candidate(proposal.program, [parent.index], component, proposal.summary)
@@ -298,7 +301,7 @@ class GEPA(Optimizer):
     def _ask_text(self, run: OptimizerRun, messages: list[dict]) -> tuple[str, bool]:
         # The seed varies per step so a repeated question gets a fresh answer, and replays exactly
         # (from the LM cache) when a killed run resumes.
-        response = self.ask(
+        response = self.ask_reflection_model(
             run, messages, temperature=self.config.temperature, seed=self.seed * 100_000 + run.step
         )
         if response is None:
@@ -318,7 +321,7 @@ class GEPA(Optimizer):
             return found
         examples = {ex.doc_id: ex for ex in batch}
         failures = failure_lines(path, results, examples)
-        tried = tried_texts(run, component)
+        tried = run.lessons.edits_that_did_not_help(component)
         fact = self._field_facts(run).get(path)
         facts, from_facts = (fact.text(), fact.rule()) if fact else ("", "")
         if tried and from_facts and not any(from_facts in t for t in tried):
@@ -348,7 +351,7 @@ class GEPA(Optimizer):
         facts = self._field_facts(run)
         suggested = formats_from_facts(facts.values())
         name = suggested.get(path)
-        tried = run.state.setdefault("formats_tried", [])
+        tried = run.state.formats_tried
 
         def open_for(p: str) -> bool:  # the parent lacks this format and it was not tried on it
             return parent.program.formats.get(p) != name and f"{parent.program.hash}:{p}" not in tried
@@ -375,7 +378,7 @@ class GEPA(Optimizer):
         self, run: OptimizerRun, parent: Candidate, batch: list[Example], results: list[ExampleResult]
     ) -> Proposal | Rejection:
         summary = [line.removeprefix("- ") for line in error_summary(parent.program, results)]
-        tried = tried_texts(run, INSTRUCTION)
+        tried = run.lessons.edits_that_did_not_help(INSTRUCTION)
         text, truncated = self._ask_text(run, instruction_messages(parent.program, summary, tried))
         old = parent.program.components.get(INSTRUCTION, "")
         reason = self.config.check.check_text(text, old, run.trainset, truncated)
@@ -417,7 +420,7 @@ class GEPA(Optimizer):
         merged_sum = sum(r.score for r in merged_results)
         best_parent = max(sum(c.val_scores[ex.doc_id] for ex in subsample) for c in (a, b))
         accepted = merged_sum >= best_parent
-        run.event("merge", parents=[a.index, b.index], ancestor=info["ancestor"], accepted=accepted)
+        run.emit(MergeTried(parents=[a.index, b.index], ancestor=info["ancestor"], accepted=accepted))
         if accepted:
             run.add_candidate(merged, [a.index, b.index], "merge", f"merge of {a.index} and {b.index}")
         return True

@@ -9,7 +9,7 @@
    training minibatch that leaves out the config's own demos; every N trials, and at the end, the
    config with the best mean minibatch score gets a full validation pass (`add_candidate`).
 
-Resumable: bootstrap ids, proposals and demo sets live in `run.state`; the trials live in an
+Resumable: bootstrap ids, proposals and demo sets live in the run's `MIPROState`; the trials live in an
 optuna journal (JSON lines) in the run folder. TPE is re-seeded per trial number and each trial's
 minibatch is a function of its number, so a resumed study asks what the uninterrupted one would
 have, and an interrupted trial (left RUNNING in the journal) is finished, not asked again.
@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ieflow.optimize.base import Optimizer, OptimizerRun
+from ieflow.optimize.bootstrap import bootstrap
 from ieflow.optimize.proposals import (
     TIPS,
-    bootstrap,
     data_summary,
     error_summary,
     grounded_instruction_messages,
-    io_pair,
+    input_output_pair,
     mean,
     propose_text,
     sample_train,
@@ -37,6 +37,8 @@ from ieflow.optimize.proposals import (
     with_instruction,
 )
 from ieflow.optimize.reflection import ProposalCheck
+from ieflow.optimize.run_log import InstructionProposed, SearchSpaceBuilt, TrialScored
+from ieflow.optimize.state import MIPROState
 from ieflow.program import INSTRUCTION, ExtractionProgram
 
 STUDY = "mipro"
@@ -63,6 +65,7 @@ class MIPROConfig:
 
 class MIPROv2(Optimizer):
     name = "mipro"
+    State = MIPROState
 
     def __init__(self, config: MIPROConfig | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -73,14 +76,14 @@ class MIPROv2(Optimizer):
 
     # -- the run -------------------------------------------------------------------------------------
 
-    def optimize(self, run: OptimizerRun) -> None:
+    def optimize(self, run: OptimizerRun[MIPROState]) -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         cfg = self.config
-        state = run.state.setdefault("mipro", {})
+        state = run.state
         self._prepare(run, state)
-        n_instr, n_demos = len(state["instructions"]), len(state["demo_sets"])
+        n_instr, n_demos = len(state.instructions), len(state.demo_sets or [])
         if n_instr * n_demos == 1:
             run.stop_reason = "no instruction or demo set survived the checks: nothing to search"
             return
@@ -92,9 +95,9 @@ class MIPROv2(Optimizer):
         reason = ""
         while not reason:
             done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-            if done and len(done) % cfg.full_eval_every == 0 and len(done) not in state["full_evals"]:
+            if done and len(done) % cfg.full_eval_every == 0 and len(done) not in state.full_evals:
                 self._full_eval(run, state, done)
-                state["full_evals"].append(len(done))
+                state.full_evals.append(len(done))
                 run.checkpoint()
             if run.best().val_score >= 1.0 - 1e-9:
                 run.stop_reason = "perfect validation score"
@@ -111,69 +114,68 @@ class MIPROv2(Optimizer):
             elif not pending and run.tracker.exhausted(cfg.minibatch_size + len(run.valset)):
                 # Keep room for the final validation pass; an interrupted trial was already allowed.
                 reason = f"budget: stopped after {len(done)} trials, keeping room for a last validation pass"
-            elif state.get("free_trials", 0) >= cfg.max_free_trials:
+            elif state.free_trials >= cfg.max_free_trials:
                 # A small space and training set: TPE re-asks configs on minibatches already scored.
                 reason = f"search space exhausted: {cfg.max_free_trials} trials in a row cost no metric call"
             else:
                 spent = run.tracker.metric_calls
                 self._trial(run, state, study, pending[0] if pending else None, (n_instr, n_demos))
                 free = run.tracker.metric_calls == spent
-                state["free_trials"] = state.get("free_trials", 0) + 1 if free else 0
+                state.free_trials = state.free_trials + 1 if free else 0
                 run.checkpoint()
         self._full_eval(run, state, [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
         run.stop_reason = reason
 
     # -- preparation: bootstrap, instructions, demo sets (each piece checkpointed) --------------------
 
-    def _prepare(self, run: OptimizerRun, state: dict[str, Any]) -> None:
+    def _prepare(self, run: OptimizerRun[MIPROState], state: MIPROState) -> None:
         cfg = self.config
-        if "bootstrap" not in state:
+        if state.bootstrap is None:
             # Bootstrapping costs metric calls: skip it when it would leave no room for a search.
             affordable = not run.tracker.exhausted(cfg.bootstrap_size + cfg.minibatch_size + len(run.valset))
-            state["bootstrap"] = affordable
+            state.bootstrap = affordable
             run.checkpoint()
         good, results = (
-            bootstrap(run, run.seed_program, cfg.bootstrap_size, 1.0) if state["bootstrap"] else ([], [])
+            bootstrap(run, run.seed_program, cfg.bootstrap_size, 1.0) if state.bootstrap else ([], [])
         )
-        state.setdefault("instructions", [run.seed_program.components.get(INSTRUCTION, "")])
-        state.setdefault("attempts", 0)
+        if not state.instructions:
+            state.instructions = [run.seed_program.components.get(INSTRUCTION, "")]
         summary = data_summary(run.seed_program, run.trainset)
         errors = error_summary(run.seed_program, results)
         while (
-            len(state["instructions"]) < 1 + cfg.num_instructions
-            and state["attempts"] < 2 * cfg.num_instructions
+            len(state.instructions) < 1 + cfg.num_instructions and state.attempts < 2 * cfg.num_instructions
         ):
-            attempt = state["attempts"]
+            attempt = state.attempts
             example = run.rng.choice(run.trainset)
             messages = grounded_instruction_messages(
                 run.seed_program,
                 summary,
                 errors,
-                [io_pair(example, cfg.pair_max_tokens)],
+                [input_output_pair(example, cfg.pair_max_tokens)],
                 TIPS[attempt % len(TIPS)],
             )
             text, reason = propose_text(
                 self,
                 run,
                 messages,
-                old=state["instructions"][0],
+                old=state.instructions[0],
                 check=cfg.check,
                 seed=self.seed * 100_000 + attempt,
                 temperature=cfg.temperature,
-                avoid=state["instructions"],
+                avoid=state.instructions,
             )
             if reason is None:
-                state["instructions"].append(text)
-            run.event("proposal", component=INSTRUCTION, text=text, rejected=reason)
-            state["attempts"] += 1
+                state.instructions.append(text)
+            run.emit(InstructionProposed(component_name=INSTRUCTION, text=text, rejected=reason))
+            state.attempts += 1
             run.checkpoint()
-        if "demo_sets" not in state:
-            state["demo_sets"] = self._demo_sets(run, good)
-            state["full_evals"] = []
-            run.event("search_space", instructions=len(state["instructions"]), demo_sets=state["demo_sets"])
+        if state.demo_sets is None:
+            state.demo_sets = self._demo_sets(run, good)
+            state.full_evals = []
+            run.emit(SearchSpaceBuilt(instructions=len(state.instructions), demo_sets=state.demo_sets))
             run.checkpoint()
 
-    def _demo_sets(self, run: OptimizerRun, good: list[str]) -> list[list[str] | None]:
+    def _demo_sets(self, run: OptimizerRun[MIPROState], good: list[str]) -> list[list[str] | None]:
         """Set 0 keeps the seed's demos; odd sets start from bootstrapped examples, even ones are
         gold records of random training examples (DSPy's "labeled" demos)."""
         cfg = self.config
@@ -189,9 +191,9 @@ class MIPROv2(Optimizer):
                 sets.append(chosen)
         return sets
 
-    def _program(self, run: OptimizerRun, state: dict[str, Any], i: int, j: int) -> ExtractionProgram:
-        program = with_instruction(run.seed_program, state["instructions"][i]) if i else run.seed_program
-        demo_ids = state["demo_sets"][j]
+    def _program(self, run: OptimizerRun[MIPROState], state: MIPROState, i: int, j: int) -> ExtractionProgram:
+        program = with_instruction(run.seed_program, state.instructions[i]) if i else run.seed_program
+        demo_ids = (state.demo_sets or [None])[j]
         if demo_ids is None:
             return program
         by_id = {ex.doc_id: ex for ex in run.trainset}
@@ -199,14 +201,14 @@ class MIPROv2(Optimizer):
 
     # -- the study -------------------------------------------------------------------------------------
 
-    def _study(self, run: OptimizerRun, state: dict[str, Any]) -> Any:
+    def _study(self, run: OptimizerRun[MIPROState], state: MIPROState) -> Any:
         import optuna
 
         path = run.run_dir / "optuna.jsonl"
-        if not state.get("study"):
+        if not state.study:
             # A journal without the flag in the checkpoint is a leftover of another run: start afresh.
             path.unlink(missing_ok=True)
-            state["study"] = True
+            state.study = True
             run.checkpoint()
         journal = optuna.storages.journal
         backend = getattr(journal, "JournalFileBackend", None) or optuna.storages.JournalFileStorage
@@ -216,7 +218,12 @@ class MIPROv2(Optimizer):
         )
 
     def _trial(
-        self, run: OptimizerRun, state: dict[str, Any], study: Any, pending: Any, sizes: tuple[int, int]
+        self,
+        run: OptimizerRun[MIPROState],
+        state: MIPROState,
+        study: Any,
+        pending: Any,
+        sizes: tuple[int, int],
     ) -> None:
         import optuna
 
@@ -246,11 +253,11 @@ class MIPROv2(Optimizer):
         batch = sample_train(rng, run.trainset, cfg.minibatch_size, {d.doc_id for d in program.demos})
         score = mean([r.score for r in run.evaluate(program, batch)])
         study.tell(number, score)
-        run.event(
-            "trial", trial=number, instruction=params["instruction"], demos=params["demos"], score=score
+        run.emit(
+            TrialScored(trial=number, instruction=params["instruction"], demos=params["demos"], score=score)
         )
 
-    def _full_eval(self, run: OptimizerRun, state: dict[str, Any], done: list[Any]) -> None:
+    def _full_eval(self, run: OptimizerRun[MIPROState], state: MIPROState, done: list[Any]) -> None:
         """A validation pass of the config with the best mean minibatch score (more trials break ties)."""
         by_config: dict[tuple[int, int], list[float]] = {}
         for t in done:
@@ -260,9 +267,9 @@ class MIPROv2(Optimizer):
         (i, j), scores = max(
             by_config.items(), key=lambda kv: (mean(kv[1]), len(kv[1]), -kv[0][0], -kv[0][1])
         )
-        changed = "+".join(name for name, on in (("instruction", i), ("demos", j)) if on) or "seed"
+        changed_component = "+".join(name for name, on in (("instruction", i), ("demos", j)) if on) or "seed"
         note = f"instruction {i}, demo set {j}: minibatch mean {mean(scores):.2f} over {len(scores)} trials"
-        run.add_candidate(self._program(run, state, i, j), [0], changed, note)
+        run.add_candidate(self._program(run, state, i, j), [0], changed_component, note)
 
 
 __all__ = ["MIPROConfig", "MIPROv2"]

@@ -16,9 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ieflow.datasets import Example
 from ieflow.optimize.base import Optimizer, OptimizerRun
+from ieflow.optimize.lessons import Lesson, Verdict
 from ieflow.optimize.proposals import data_summary, mean, opro_messages, propose_text, with_instruction
 from ieflow.optimize.reflection import ProposalCheck
+from ieflow.optimize.run_log import InstructionScored, Rejected
+from ieflow.optimize.state import OPROState, ScoredInstruction
 from ieflow.program import INSTRUCTION
 
 
@@ -34,6 +38,7 @@ class OPROConfig:
 
 class OPRO(Optimizer):
     name = "opro"
+    State = OPROState
 
     def __init__(self, config: OPROConfig | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -42,74 +47,73 @@ class OPRO(Optimizer):
     def slack_calls(self) -> int:
         return self.config.score_size
 
-    def optimize(self, run: OptimizerRun) -> None:
+    def optimize(self, run: OptimizerRun[OPROState]) -> None:
         cfg = self.config
-        state = run.state.setdefault("opro", {})
-        if "subset" not in state:
+        state = run.state
+        if state.subset is None:
             ids = [ex.doc_id for ex in run.trainset]
-            state["subset"] = run.rng.sample(ids, min(cfg.score_size, len(ids)))
-            state["history"] = []  # [{"text", "score", "candidate"}], in the order proposed
+            state.subset = run.rng.sample(ids, min(cfg.score_size, len(ids)))
+            state.history = []
             run.checkpoint()
-        if not state["history"]:
+        if not state.history:
             seed_text = run.seed_program.components.get(INSTRUCTION, "")
-            state["history"].append({"text": seed_text, "score": self._score(run, seed_text), "candidate": 0})
+            state.history.append(ScoredInstruction(seed_text, self._score(run, seed_text), candidate=0))
             run.checkpoint()
         while True:
             if run.stopping(cfg.max_steps):
                 return
-            if state.get("idle", 0) >= cfg.max_idle_steps:
+            if state.idle >= cfg.max_idle_steps:
                 run.stop_reason = f"{cfg.max_idle_steps} proposals in a row were rejected"
                 return
-            run.tracker.check(len(state["subset"]))
+            run.tracker.check(len(state.subset))
             run.step += 1
-            state["idle"] = 0 if self._step(run, state) else state.get("idle", 0) + 1
+            state.idle = 0 if self._step(run, state) else state.idle + 1
             run.checkpoint()
 
-    def _subset(self, run: OptimizerRun, state: dict[str, Any]) -> list[Any]:
+    def _subset(self, run: OptimizerRun[OPROState]) -> list[Example]:
         by_id = {ex.doc_id: ex for ex in run.trainset}
-        return [by_id[d] for d in state["subset"]]
+        return [by_id[d] for d in run.state.subset or []]
 
-    def _score(self, run: OptimizerRun, text: str) -> float:
+    def _score(self, run: OptimizerRun[OPROState], text: str) -> float:
         program = with_instruction(run.seed_program, text)
-        return mean([r.score for r in run.evaluate(program, self._subset(run, run.state["opro"]))])
+        return mean([r.score for r in run.evaluate(program, self._subset(run))])
 
-    def _step(self, run: OptimizerRun, state: dict[str, Any]) -> bool:
+    def _step(self, run: OptimizerRun[OPROState], state: OPROState) -> bool:
         """One proposal; False when it was rejected before any metric call."""
         cfg = self.config
-        history = state["history"]
-        shown = sorted(history, key=lambda h: (h["score"], h["text"]))[-cfg.history_size :]
+        history = state.history
+        shown = sorted(history, key=lambda h: (h.score, h.text))[-cfg.history_size :]
         messages = opro_messages(
             run.seed_program,
-            [(h["text"], h["score"]) for h in shown],
+            [(h.text, h.score) for h in shown],
             data_summary(run.seed_program, run.trainset),
         )
-        best = max(history, key=lambda h: h["score"])
+        best = max(history, key=lambda h: h.score)
         text, reason = propose_text(
             self,
             run,
             messages,
-            old=best["text"],
+            old=best.text,
             check=cfg.check,
             seed=self.seed * 100_000 + run.step,
             temperature=cfg.temperature,
-            avoid=[h["text"] for h in history],
+            avoid=[h.text for h in history],
         )
         if reason:
-            run.event("rejected", component=INSTRUCTION, text=text, reason=reason)
+            run.emit(Rejected(component_name=INSTRUCTION, text=text, reason=reason))
             return False
         score = self._score(run, text)
-        improved = score > best["score"] + 1e-9
-        entry: dict[str, Any] = {"text": text, "score": score, "candidate": None}
+        improved = score > best.score + 1e-9
+        entry = ScoredInstruction(text, score)
         history.append(entry)
-        run.event("proposal", component=INSTRUCTION, text=text, score=round(score, 4), improved=improved)
-        verdict = "helped" if improved else "did not help"
-        run.learn(
-            f'{INSTRUCTION}: instruction "{text}" -> {verdict} (subset {best["score"]:.2f} -> {score:.2f})'
+        run.emit(InstructionScored(component_name=INSTRUCTION, text=text, score=score, improved=improved))
+        run.record_lesson(
+            Lesson(INSTRUCTION, f'instruction "{text}"', Verdict.of(improved), best.score, score, "subset")
         )
         if improved:
             program = with_instruction(run.seed_program, text)
             candidate = run.add_candidate(program, [0], INSTRUCTION, f"subset score {score:.2f}")
-            entry["candidate"] = candidate.index
+            entry.candidate = candidate.index
         return True
 
 

@@ -241,7 +241,7 @@ def _hint(feedback: str) -> str:
     return "" if any(q in hint for q in "'\"") or re.search(r"\d", hint) else hint[:140]
 
 
-def io_pair(example: Example, max_tokens: int, max_chars: int = 400) -> str:
+def input_output_pair(example: Example, max_tokens: int, max_chars: int = 400) -> str:
     """A short input -> output pair: the head of the document, plus a short window around each
     value the head does not show (so the pair shows where values sit, e.g. a total at the bottom),
     and the gold record (cut for long records: the pair shows the task's shape, not every value)."""
@@ -357,7 +357,7 @@ def propose_text(
 
     `seed` must differ per call (fresh answers) and be a pure function of the run's position
     (a resumed run replays the same calls from the LM cache)."""
-    response = optimizer.ask(run, messages, temperature=temperature, seed=seed)
+    response = optimizer.ask_reflection_model(run, messages, temperature=temperature, seed=seed)
     if response is None:
         return "", "proposal model failed"
     text = clean_reply(response.text)
@@ -369,16 +369,6 @@ def propose_text(
 
 def _norm(text: str) -> str:
     return " ".join(_WORD.findall(text.lower()))
-
-
-def tried_texts(run: OptimizerRun, component: str) -> list[str]:
-    """Texts for `component` recorded in the lesson log as not helping (same format as GEPA's)."""
-    prefix = f"{component}: "
-    return [
-        lesson[len(prefix) :].split(" -> ")[0]
-        for lesson in run.lessons
-        if lesson.startswith(prefix) and "did not help" in lesson
-    ]
 
 
 def with_instruction(program: ExtractionProgram, text: str) -> ExtractionProgram:
@@ -415,21 +405,6 @@ def with_demo(
     return program.replace(demos=demos)
 
 
-def bootstrap(
-    run: OptimizerRun, program: ExtractionProgram, size: int, min_score: float
-) -> tuple[list[str], list[ExampleResult]]:
-    """Run `program` on `size` training examples (drawn once, kept in run.state) and return the ids
-    it gets right (DSPy's bootstrapped demos: examples the program already handles, so a demo shows
-    the answer format on a document like the ones it can read) and all results."""
-    key = "bootstrap_ids"
-    if key not in run.state:
-        ids = [ex.doc_id for ex in run.trainset]
-        run.state[key] = run.rng.sample(ids, min(size, len(ids)))
-    by_id = {ex.doc_id: ex for ex in run.trainset}
-    results = run.evaluate(program, [by_id[d] for d in run.state[key]])
-    return [r.doc_id for r in results if r.score >= min_score - 1e-9], results
-
-
 def sample_train(
     rng: random.Random, trainset: list[Example], size: int, exclude: set[str] | None = None
 ) -> list[Example]:
@@ -444,19 +419,17 @@ def mean(values: list[float]) -> float:
 __all__ = [
     "TIPS",
     "FieldFacts",
-    "bootstrap",
     "data_summary",
     "error_summary",
     "field_facts",
     "formats_from_facts",
     "grounded_instruction_messages",
     "induction_messages",
-    "io_pair",
+    "input_output_pair",
     "make_demo",
     "opro_messages",
     "propose_text",
     "sample_train",
-    "tried_texts",
     "values_at",
     "variation_messages",
     "with_demo",

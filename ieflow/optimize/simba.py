@@ -20,7 +20,8 @@ from ieflow.datasets import Example
 from ieflow.optimize.base import Candidate, Optimizer, OptimizerRun
 from ieflow.optimize.evaluator import ExampleResult
 from ieflow.optimize.gepa import BestParentSelector, MinibatchSampler
-from ieflow.optimize.proposals import mean, propose_text, tried_texts, with_demo
+from ieflow.optimize.lessons import Lesson, Verdict
+from ieflow.optimize.proposals import mean, propose_text, with_demo
 from ieflow.optimize.reflection import (
     Proposal,
     ProposalCheck,
@@ -29,6 +30,8 @@ from ieflow.optimize.reflection import (
     field_rule_messages,
     with_rule,
 )
+from ieflow.optimize.run_log import EditTried, Rejected, Skipped
+from ieflow.optimize.state import SIMBAState
 from ieflow.program import FIELD_PREFIX, ExtractionProgram
 
 DEMOS = "demos"
@@ -81,6 +84,7 @@ def hardest(batch: list[Example], runs: list[list[ExampleResult]]) -> HardExampl
 
 class SIMBA(Optimizer):
     name = "simba"
+    State = SIMBAState
 
     def __init__(
         self, config: SIMBAConfig | None = None, *, parent_selector: Any = None, **kwargs: Any
@@ -98,14 +102,14 @@ class SIMBA(Optimizer):
         while True:
             if run.stopping(cfg.max_steps):
                 return
-            if run.state.get("idle", 0) >= cfg.max_idle_steps:
+            if run.state.idle >= cfg.max_idle_steps:
                 run.stop_reason = f"{cfg.max_idle_steps} steps in a row found nothing to try"
                 return
             # A step runs every variant and the child on one minibatch: stop before starting one that
             # cannot finish, rather than spend calls on half a step.
             run.tracker.check(cfg.minibatch_size * (cfg.num_variants + 1))
             run.step += 1
-            run.state["idle"] = 0 if self._step(run) else run.state.get("idle", 0) + 1
+            run.state.idle = 0 if self._step(run) else run.state.idle + 1
             run.checkpoint()
 
     def _step(self, run: OptimizerRun) -> bool:
@@ -115,7 +119,7 @@ class SIMBA(Optimizer):
         shown = {d.doc_id for d in parent.program.demos}
         batch = [ex for ex in self.sampler.next(run) if ex.doc_id not in shown]  # a demo is trivially right
         if not batch:
-            run.event("skip", parent=parent.index, reason="minibatch holds only the parent's demos")
+            run.emit(Skipped(parent=parent.index, reason="minibatch holds only the parent's demos"))
             return False
         runs = [
             run.evaluate(p, batch)
@@ -123,7 +127,7 @@ class SIMBA(Optimizer):
         ]
         hard = hardest(batch, runs)
         if hard is None:
-            run.event("skip", parent=parent.index, reason="every variant is right on the minibatch")
+            run.emit(Skipped(parent=parent.index, reason="every variant is right on the minibatch"))
             return False
         use_demo = run.rng.random() < cfg.demo_rate  # (the batch holds no example already shown)
         proposal = (
@@ -132,25 +136,23 @@ class SIMBA(Optimizer):
         if isinstance(proposal, Rejection) and not use_demo:
             proposal = self._demo(run, parent, hard)  # no usable rule: the example itself is the fix
         if isinstance(proposal, Rejection):
-            run.event("rejected", parent=parent.index, component=proposal.component, reason=proposal.reason)
+            run.emit(Rejected(parent=parent.index, component_name=proposal.component, reason=proposal.reason))
             return False
         child = run.evaluate(proposal.program, batch)
         before, after = mean([r.score for r in runs[0]]), mean([r.score for r in child])
         accepted = after > before + 1e-9
-        verdict = "helped" if accepted else "did not help"
-        run.learn(
-            f"{proposal.component}: {proposal.summary} -> {verdict} (minibatch {before:.2f} -> {after:.2f})"
-        )
-        run.event(
-            "proposal",
-            parent=parent.index,
-            hard_example=hard.example.doc_id,
-            spread=round(hard.spread, 4),
-            component=proposal.component,
-            summary=proposal.summary,
-            minibatch_before=round(before, 4),
-            minibatch_after=round(after, 4),
-            accepted=accepted,
+        run.record_lesson(Lesson(proposal.component, proposal.summary, Verdict.of(accepted), before, after))
+        run.emit(
+            EditTried(
+                parent=parent.index,
+                hard_example=hard.example.doc_id,
+                spread=hard.spread,
+                component_name=proposal.component,
+                summary=proposal.summary,
+                minibatch_before=before,
+                minibatch_after=after,
+                accepted=accepted,
+            )
         )
         if accepted:
             run.add_candidate(proposal.program, [parent.index], proposal.component, proposal.summary)
@@ -181,7 +183,9 @@ class SIMBA(Optimizer):
         others = [r for r in baseline if r.doc_id != hard.example.doc_id]
         failures = failure_lines(path, [worst, *others], {ex.doc_id: ex for ex in batch})
         component = FIELD_PREFIX + path
-        messages = field_rule_messages(parent.program, path, failures, tried_texts(run, component))
+        messages = field_rule_messages(
+            parent.program, path, failures, run.lessons.edits_that_did_not_help(component)
+        )
         rule, reason = propose_text(
             self,
             run,

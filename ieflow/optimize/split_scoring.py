@@ -1,4 +1,5 @@
-"""Plain functions behind the optimize flow and the benchmarks: pick the examples, score a program."""
+"""Plain functions behind the optimize and nightly flows and the benchmarks: load a labelled folder's
+train/val/test examples, and score a program on examples outside any optimization budget."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def load_split_examples(
     return corpus.schema, by_split
 
 
-def score_on(
+def score_outside_budget(
     program: ExtractionProgram,
     examples: list[Example],
     ledger_path: str | Path | None = None,
