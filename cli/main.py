@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from ieflow_cli.params import flow_params
 from ieflow_cli.progress import show_progress
 
 
@@ -118,9 +119,9 @@ def extract(
     from ieflow_flows.extract import ExtractParams
     from ieflow_flows.extract import extract as extract_flow
 
-    given = {k: v for k, v in locals().items() if v is not None and k in ExtractParams.model_fields}
+    params = flow_params(ExtractParams, locals())
     with show_progress(progress):
-        summary = extract_flow(ExtractParams(**given))
+        summary = extract_flow(params)
     typer.echo(json.dumps(summary, indent=2, default=str))
 
 
@@ -173,9 +174,9 @@ def optimize(
     from ieflow_flows.optimize import OptimizeParams
     from ieflow_flows.optimize import optimize as optimize_flow
 
-    given = {k: v for k, v in locals().items() if v is not None and k in OptimizeParams.model_fields}
+    params = flow_params(OptimizeParams, locals())
     with show_progress(progress):
-        summary = optimize_flow(OptimizeParams(**given))
+        summary = optimize_flow(params)
     typer.echo(json.dumps(summary, indent=2))
 
 

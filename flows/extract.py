@@ -19,8 +19,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
 from ieflow import storage
-from ieflow.batch import BatchSettings, load_program, plan_run, program_url, shard_done
-from ieflow.progress import BatchStarted, publish
+from ieflow.batch import BatchSettings, load_program, pending_shards, plan_run, program_url
+from ieflow.batch.progress import announce_start
 from ieflow_tasks.extract import extract_shard, finish_extract, plan_extract, read_program, summary_table
 from ieflow_tasks.secrets import preflight
 
@@ -111,9 +111,8 @@ def extract(params: ExtractParams) -> dict[str, Any]:
     documents = find_documents(params)
     settings = params.settings()
     plan = plan_extract(documents, program, settings)
-    pending = [s for s in plan.shards if not shard_done(plan.output_dir, s.shard_id)]
-    already_done = plan.n_documents - sum(len(s.doc_ids) for s in pending)
-    publish(BatchStarted(plan.run_id, plan.n_documents, already_done))  # to a CLI progress bar
+    pending = pending_shards(plan)
+    announce_start(plan, pending)  # to a CLI progress bar
     logger.info(
         "run %s: %d documents in %d shards, %d to do (program %s, model %s)",
         plan.run_id,

@@ -40,17 +40,21 @@ _RE2_OPTIONS.log_errors = False  # RE2 would print its own line on stderr beside
 def check_untrusted(schema: dict[str, Any]) -> None:
     """Raise `UnsafeSchemaError` (one line) if `schema` has a non-local or cyclic `$ref` or a pattern
     RE2 cannot run."""
+    references: dict[str, set[str]] = {}  # where a $ref stands -> the pointers it refers to
     for where, node in _nodes(schema, ""):
         for key in _REF_KEYS:
             ref = node.get(key)
-            if isinstance(ref, str) and not ref.startswith("#"):
+            if not isinstance(ref, str):
+                continue
+            if not ref.startswith("#"):
                 raise UnsafeSchemaError(
                     f"{key} {ref!r} at {where or '<root>'} is not local: ieflow fetches nothing "
                     "for a schema; put the definition under $defs and refer to it as '#/$defs/...'"
                 )
+            references.setdefault(_pointer(where), set()).add(ref[1:])
         for pattern, at in _patterns(node, where):
             compile_pattern(pattern, at)
-    _check_cycles(schema)
+    _check_cycles(references)
 
 
 @lru_cache(maxsize=1024)
@@ -115,15 +119,9 @@ def _patterns(node: dict[str, Any], where: str) -> Iterator[tuple[str, str]]:
         yield from ((key, f"{where}/patternProperties") for key in keyed if isinstance(key, str))
 
 
-def _check_cycles(schema: dict[str, Any]) -> None:
+def _check_cycles(edges: dict[str, set[str]]) -> None:
     """Depth-first over what each sub-schema refers to (any `$ref` inside its subtree), from the
     root: a reference back to a sub-schema on the current path, or to an ancestor, is a cycle."""
-    edges: dict[str, set[str]] = {}
-    for where, node in _nodes(schema, ""):
-        for key in _REF_KEYS:
-            ref = node.get(key)
-            if isinstance(ref, str) and ref.startswith("#"):
-                edges.setdefault(_pointer(where), set()).add(ref[1:])
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
 
     def visit(pointer: str) -> None:

@@ -97,10 +97,7 @@ def load_program(source: str, model: str | None = None) -> ExtractionProgram:
 def read_documents(url: str, doc_ids: list[str] | None = None) -> pl.DataFrame:
     """doc_id, text, status, error (and sha256 when present) of documents.parquet, optionally only
     some documents (a predicate pushed into the Parquet scan, so a shard reads only its rows)."""
-    frame = pl.scan_parquet(url) if "://" not in url else storage.read_parquet(url).lazy()
-    names = frame.collect_schema().names()
-    if "doc_id" not in names:
-        raise ValueError(f"{url} has no doc_id column")
+    frame, names = _scan_documents(url)
     wanted = [c for c in ("doc_id", "sha256", "text", "status", "error") if c in names]
     if doc_ids is not None:
         frame = frame.filter(pl.col("doc_id").is_in(doc_ids))
@@ -133,14 +130,20 @@ def plan_run(documents: str, program: ExtractionProgram, settings: BatchSettings
     return plan
 
 
-def check_duplicate_ids(url: str) -> int:
-    """Rows of documents.parquet repeating an earlier row's doc_id and content (those are dropped,
-    and counted in the manifest). A doc_id with two different contents is a `ConfigError`: either
-    one would be silently lost."""
+def _scan_documents(url: str) -> tuple[pl.LazyFrame, list[str]]:
+    """documents.parquet as a lazy scan, and its column names; it must have doc_id."""
     frame = pl.scan_parquet(url) if "://" not in url else storage.read_parquet(url).lazy()
     names = frame.collect_schema().names()
     if "doc_id" not in names:
         raise ValueError(f"{url} has no doc_id column")
+    return frame, names
+
+
+def check_duplicate_ids(url: str) -> int:
+    """Rows of documents.parquet repeating an earlier row's doc_id and content (those are dropped,
+    and counted in the manifest). A doc_id with two different contents is a `ConfigError`: either
+    one would be silently lost."""
+    frame, names = _scan_documents(url)
     content = pl.col("sha256") if "sha256" in names else pl.col("text").hash() if "text" in names else None
     aggregates = [pl.len().alias("rows")]
     if content is not None:

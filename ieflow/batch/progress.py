@@ -11,7 +11,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ieflow.progress import DocumentsFinished, publish
+from ieflow.batch.plan import RunPlan, Shard
+from ieflow.progress import BatchStarted, DocumentsFinished, publish
 
 
 @dataclass(frozen=True)
@@ -80,3 +81,9 @@ class ProgressMeter:
             self._state = BatchProgress(**fields)
             if self._callback is not None:
                 self._callback(self._state)
+
+
+def announce_start(plan: RunPlan, pending: list[Shard]) -> None:
+    """Tell the process-wide listeners (a CLI progress bar) that the run starts with `pending` to do."""
+    already_done = plan.n_documents - sum(len(s.doc_ids) for s in pending)
+    publish(BatchStarted(plan.run_id, plan.n_documents, already_done))

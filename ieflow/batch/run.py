@@ -9,10 +9,9 @@ from typing import Any
 
 from ieflow.batch.finish import finish_run
 from ieflow.batch.plan import BatchSettings, RunPlan, Shard, pending_shards, plan_run
-from ieflow.batch.progress import ProgressCallback, ProgressMeter
+from ieflow.batch.progress import ProgressCallback, ProgressMeter, announce_start
 from ieflow.batch.shard import run_shard
 from ieflow.program import ExtractionProgram
-from ieflow.progress import BatchStarted, publish
 from ieflow.secrets import ApiKey
 
 
@@ -35,7 +34,7 @@ def run_batch(
     pending = pending_shards(plan)
     meter = _meter(plan, pending, on_progress)
     meter.start()
-    publish(BatchStarted(plan.run_id, plan.n_documents, meter.progress.done))
+    announce_start(plan, pending)
     failed: dict[str, str] = {}
     processed = 0
     with ThreadPoolExecutor(max(1, parallel_shards), thread_name_prefix="ieflow-shard") as pool:

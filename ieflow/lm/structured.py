@@ -27,6 +27,10 @@ def _validator(schema_json: str) -> jsonschema.protocols.Validator:
 MAX_ANSWER_DEPTH = 64  # far beyond any record; deeper answers would exhaust the validator's stack
 
 
+class AnswerTooDeepError(ValueError):
+    """The answer is JSON nested deeper than MAX_ANSWER_DEPTH (no other reading of it is tried)."""
+
+
 def parse_json(text: str) -> Any:
     """Parse a model answer as JSON, tolerating code fences and prose around one JSON object.
 
@@ -34,9 +38,10 @@ def parse_json(text: str) -> Any:
     stripped = text.strip()
     try:
         return _loads(stripped)
-    except ValueError as exc:
-        if "nested" in str(exc):
-            raise
+    except AnswerTooDeepError:
+        raise
+    except ValueError:
+        pass
     fenced = _FENCE.search(stripped)
     if fenced:
         return _loads(fenced.group(1))
@@ -50,9 +55,9 @@ def _loads(text: str) -> Any:
     try:
         value = json.loads(text)
     except RecursionError:
-        raise ValueError(f"the answer is nested more than {MAX_ANSWER_DEPTH} levels deep") from None
+        raise AnswerTooDeepError(f"the answer is nested more than {MAX_ANSWER_DEPTH} levels deep") from None
     if _depth(value) > MAX_ANSWER_DEPTH:
-        raise ValueError(f"the answer is nested more than {MAX_ANSWER_DEPTH} levels deep")
+        raise AnswerTooDeepError(f"the answer is nested more than {MAX_ANSWER_DEPTH} levels deep")
     return value
 
 
