@@ -47,8 +47,6 @@ def optimization_markdown(
     plot_path: str | None,
 ) -> str:
     """The optimize flow's report: test scores per field, cost per document, lineage, the front."""
-    usage = result.usage
-    best = result.candidates[result.best_index]
     lines = [
         f"# Optimization report: {result.best_program.name} ({result.optimizer})",
         "",
@@ -66,25 +64,44 @@ def optimization_markdown(
         "",
         "## The optimization's own cost",
         "",
-        f"{usage['metric_calls']:.0f} metric calls, {len(result.candidates)} candidates, "
-        f"{usage['wall_s'] / 60:.1f} min wall time"
-        + (
-            f", student ${usage['student_cost_usd']:.4f} + "
-            f"optimizer model ${usage['optimizer_cost_usd']:.4f}."
-            if usage["student_cost_usd"] or usage["optimizer_cost_usd"]
-            else " (local models: no dollar cost)."
-        ),
+        _own_cost_line(result),
         "",
-        "## Lineage of the best program",
+        *_lineage_lines(result),
         "",
-        "| candidate | changed | val score | note |",
-        "|---|---|---|---|",
+        *_front_lines(result),
     ]
+    if plot_path:
+        image = embedded_png(plot_path, "quality-cost Pareto plot")
+        lines += ["", image or "", f"Plot of all candidates: `{plot_path}`"]
+    if result.lessons:
+        lines += ["", "## Lessons (carried to the next run)", "", *[f"- {x}" for x in result.lessons[-10:]]]
+    return "\n".join(lines) + "\n"
+
+
+def _own_cost_line(result: OptimizationResult) -> str:
+    usage = result.usage
+    dollars = (
+        f", student ${usage['student_cost_usd']:.4f} + optimizer model ${usage['optimizer_cost_usd']:.4f}."
+        if usage["student_cost_usd"] or usage["optimizer_cost_usd"]
+        else " (local models: no dollar cost)."
+    )
+    return (
+        f"{usage['metric_calls']:.0f} metric calls, {len(result.candidates)} candidates, "
+        f"{usage['wall_s'] / 60:.1f} min wall time" + dollars
+    )
+
+
+def _lineage_lines(result: OptimizationResult) -> list[str]:
+    lines = ["## Lineage of the best program", "", "| candidate | changed | val score | note |", "|---|---|---|---|"]
     for step in result.best_program.metadata.get("lineage", []):
         note = result.candidates[step["index"]].note.replace("|", "\\|")[:120]
         lines.append(f"| {step['index']} | {step['changed']} | {step['val_score']:.3f} | {note} |")
-    lines += [
-        "",
+    return lines
+
+
+def _front_lines(result: OptimizationResult) -> list[str]:
+    best_index = result.candidates[result.best_index].index
+    lines = [
         "## Quality-cost Pareto front (validation)",
         "",
         "| candidate | val score | tokens/doc | changed |",
@@ -92,16 +109,9 @@ def optimization_markdown(
     ]
     for index in result.pareto_front:
         c = result.candidates[index]
-        marker = " (best)" if index == best.index else ""
-        lines.append(
-            f"| {index}{marker} | {c.val_score:.3f} | {c.tokens_per_doc:.0f} | {c.changed_component} |"
-        )
-    if plot_path:
-        image = embedded_png(plot_path, "quality-cost Pareto plot")
-        lines += ["", image or "", f"Plot of all candidates: `{plot_path}`"]
-    if result.lessons:
-        lines += ["", "## Lessons (carried to the next run)", "", *[f"- {x}" for x in result.lessons[-10:]]]
-    return "\n".join(lines) + "\n"
+        marker = " (best)" if index == best_index else ""
+        lines.append(f"| {index}{marker} | {c.val_score:.3f} | {c.tokens_per_doc:.0f} | {c.changed_component} |")
+    return lines
 
 
 def write_optimization_outputs(

@@ -21,8 +21,7 @@ from rapidfuzz import process
 from scipy.optimize import linear_sum_assignment
 
 from ieflow.schema import field_paths, load_schema, resolve
-from ieflow.scoring import compare as C
-from ieflow.scoring import feedback as F
+from ieflow.scoring import compare, feedback
 
 
 @dataclass(slots=True)
@@ -117,10 +116,10 @@ def _prf_counts(tp: float, n_pred: int, n_gold: int) -> dict[str, float]:
 def _count_kind(n_pred: int, n_gold: int, otherwise: str) -> str:
     """The error kind of a wrong list: nothing predicted, nothing expected, or a wrong number of items."""
     if n_pred == 0:
-        return C.MISSING
+        return compare.MISSING
     if n_gold == 0:
-        return C.EXTRA
-    return C.WRONG_COUNT if n_pred != n_gold else otherwise
+        return compare.EXTRA
+    return compare.WRONG_COUNT if n_pred != n_gold else otherwise
 
 
 def _is_blank(value: Any) -> bool:
@@ -140,7 +139,7 @@ class Scorer:
         self.schema = load_schema(schema)
         root = resolve(self.schema, self.schema)
         self.specs = {
-            name: C.build_spec(self.schema, sub, name, format_credit)
+            name: compare.build_spec(self.schema, sub, name, format_credit)
             for name, sub in root["properties"].items()
         }
         self.paths = field_paths(self.schema)
@@ -168,7 +167,7 @@ class Scorer:
 
     # -- dispatch -------------------------------------------------------------------------------
 
-    def _value(self, spec: C.FieldSpec, pred: Any, gold: Any, out: dict[str, FieldScore]) -> FieldScore:
+    def _value(self, spec: compare.FieldSpec, pred: Any, gold: Any, out: dict[str, FieldScore]) -> FieldScore:
         if spec.kind == "scalar":
             fs = self._scalar(spec, pred, gold)
         elif spec.kind == "scalar_array":
@@ -182,7 +181,7 @@ class Scorer:
 
     def _wrong(
         self,
-        spec: C.FieldSpec,
+        spec: compare.FieldSpec,
         score: float,
         pred: Any,
         gold: Any,
@@ -190,29 +189,29 @@ class Scorer:
         hint: str | None,
         **counts: float,
     ) -> FieldScore:
-        sentence = F.sentence(spec.path, pred, gold, kind, hint)
+        sentence = feedback.sentence(spec.path, pred, gold, kind, hint)
         return FieldScore(spec.path, score, pred, gold, kind, sentence, hint=hint, **counts)
 
     # -- scalars --------------------------------------------------------------------------------
 
-    def _scalar(self, spec: C.FieldSpec, pred: Any, gold: Any) -> FieldScore:
+    def _scalar(self, spec: compare.FieldSpec, pred: Any, gold: Any) -> FieldScore:
         if type(pred) is type(gold) and pred == gold and not isinstance(pred, dict | list):
             # Identical values are right whatever they look like (even a gold value of 'N/A' or '.').
             return FieldScore(spec.path, 1.0, pred, gold, tp=0.0 if _is_blank(gold) else 1.0)
-        gold_null, pred_null = _is_blank(gold), _is_blank(pred) or C.is_null_word(pred)
+        gold_null, pred_null = _is_blank(gold), _is_blank(pred) or compare.is_null_word(pred)
         if gold_null:
             if _is_blank(pred):
                 return FieldScore(spec.path, 1.0, pred, gold)
             if pred_null:  # 'N/A' for an absent field: right answer, wrong notation
                 hint = f"write JSON null, not {pred!r}, when the field is absent"
                 return self._wrong(
-                    spec, spec.format_credit, pred, None, C.FORMAT, hint, fp=1 - spec.format_credit
+                    spec, spec.format_credit, pred, None, compare.FORMAT, hint, fp=1 - spec.format_credit
                 )
-            return self._wrong(spec, 0.0, pred, None, C.EXTRA, None, fp=1.0)
+            return self._wrong(spec, 0.0, pred, None, compare.EXTRA, None, fp=1.0)
         if pred_null:
             hint = None if pred is None else f"wrote {pred!r} but the value is given in the document"
-            return self._wrong(spec, 0.0, pred, gold, C.MISSING, hint, fn=1.0)
-        outcome = C.compare_scalar(pred, gold, spec)
+            return self._wrong(spec, 0.0, pred, gold, compare.MISSING, hint, fn=1.0)
+        outcome = compare.compare_scalar(pred, gold, spec)
         miss = 1.0 - outcome.score
         if outcome.kind is None:
             return FieldScore(spec.path, outcome.score, pred, gold, tp=outcome.score)
@@ -222,37 +221,37 @@ class Scorer:
 
     # -- lists of scalars, as sets ---------------------------------------------------------------
 
-    def _items(self, spec: C.FieldSpec, value: Any) -> tuple[list[Any], bool]:
+    def _items(self, spec: compare.FieldSpec, value: Any) -> tuple[list[Any], bool]:
         """Non-null items, duplicates (by canonical key) dropped; True if a bare scalar was wrapped."""
         wrapped = not isinstance(value, list | tuple) and not _is_blank(value)
         raw = [value] if wrapped else list(value or [])
         seen, items = set(), []
         for item in raw:
-            if _is_blank(item) or C.is_null_word(item):
+            if _is_blank(item) or compare.is_null_word(item):
                 continue
-            key = C.item_key(item, spec)
+            key = compare.item_key(item, spec)
             if key not in seen:
                 seen.add(key)
                 items.append(item)
         return items, wrapped
 
-    def _set(self, spec: C.FieldSpec, pred: Any, gold: Any) -> FieldScore:
+    def _set(self, spec: compare.FieldSpec, pred: Any, gold: Any) -> FieldScore:
         gold_items, _ = self._items(spec, gold)
         pred_items, wrapped = self._items(spec, pred)
         n_pred, n_gold = len(pred_items), len(gold_items)
-        pairs: list[tuple[int, int, C.Outcome]] = []
-        gold_by_key = {C.item_key(g, spec): j for j, g in enumerate(gold_items)}
+        pairs: list[tuple[int, int, compare.Outcome]] = []
+        gold_by_key = {compare.item_key(g, spec): j for j, g in enumerate(gold_items)}
         left_pred = []
         for i, item in enumerate(pred_items):
-            j = gold_by_key.pop(C.item_key(item, spec), None)
+            j = gold_by_key.pop(compare.item_key(item, spec), None)
             if j is None:
                 left_pred.append(i)
             else:
-                pairs.append((i, j, C.CORRECT))
+                pairs.append((i, j, compare.CORRECT))
         left_gold = sorted(gold_by_key.values())
         if left_pred and left_gold:  # the rest: best one-to-one pairing by comparator score
             outcomes = [
-                [C.compare_scalar(pred_items[i], gold_items[j], spec) for j in left_gold] for i in left_pred
+                [compare.compare_scalar(pred_items[i], gold_items[j], spec) for j in left_gold] for i in left_pred
             ]
             matrix = np.array([[o.score for o in row] for row in outcomes])
             for r, c in zip(*linear_sum_assignment(matrix, maximize=True), strict=True):
@@ -266,14 +265,14 @@ class Scorer:
         missed = [gold_items[j] for j in range(n_gold) if j not in matched_g]
         extra = [pred_items[i] for i in range(n_pred) if i not in matched_p]
         partial = [o for _, _, o in pairs if o.kind is not None]
-        hint = F.set_hint(missed, extra, [(o.kind or "", o.hint) for o in partial], wrapped)
-        kind = _count_kind(n_pred, n_gold, C.FORMAT if not missed and not extra else C.WRONG_VALUE)
+        hint = feedback.set_hint(missed, extra, [(o.kind or "", o.hint) for o in partial], wrapped)
+        kind = _count_kind(n_pred, n_gold, compare.FORMAT if not missed and not extra else compare.WRONG_VALUE)
         score = spec.format_credit * f1 if wrapped and f1 >= 1.0 - 1e-9 else f1
         return self._wrong(spec, score, pred, gold, kind, hint, **counts)
 
     # -- nested objects -------------------------------------------------------------------------
 
-    def _object(self, spec: C.FieldSpec, pred: Any, gold: Any, out: dict[str, FieldScore]) -> FieldScore:
+    def _object(self, spec: compare.FieldSpec, pred: Any, gold: Any, out: dict[str, FieldScore]) -> FieldScore:
         pred_obj = pred if isinstance(pred, dict) else {}
         gold_obj = gold if isinstance(gold, dict) else {}
         children = [self._value(c, pred_obj.get(n), gold_obj.get(n), out) for n, c in spec.children.items()]
@@ -283,14 +282,14 @@ class Scorer:
         if not wrong and (isinstance(pred, dict) or pred is None):
             return FieldScore(spec.path, score, pred, gold, **counts)
         if not isinstance(pred, dict | None):
-            return self._wrong(spec, 0.0, pred, gold, C.INVALID, "must be a JSON object", **counts)
+            return self._wrong(spec, 0.0, pred, gold, compare.INVALID, "must be a JSON object", **counts)
         kinds = {c.error_kind for c in wrong}
-        kind = kinds.pop() if len(kinds) == 1 else C.WRONG_VALUE
-        text = F.object_sentence(spec.path, [c.feedback or "" for c in wrong], len(children))
+        kind = kinds.pop() if len(kinds) == 1 else compare.WRONG_VALUE
+        text = feedback.object_sentence(spec.path, [c.feedback or "" for c in wrong], len(children))
         return FieldScore(spec.path, score, pred, gold, kind, text, **counts)
 
     def _object_array(
-        self, spec: C.FieldSpec, pred: Any, gold: Any, out: dict[str, FieldScore]
+        self, spec: compare.FieldSpec, pred: Any, gold: Any, out: dict[str, FieldScore]
     ) -> FieldScore:
         gold_items = [g for g in gold if isinstance(g, dict)] if isinstance(gold, list) else []
         pred_list = pred if isinstance(pred, list) else ([] if pred is None else [pred])
@@ -325,8 +324,8 @@ class Scorer:
             if leaf.score < 1.0 - 1e-9:
                 bad = [(j, fs) for (_, j), fs in zip(pairs, found, strict=True) if not fs.correct]
                 leaf_wrong[path] = len(bad)
-                leaf.error_kind = bad[0][1].error_kind if bad else C.WRONG_COUNT
-                leaf.feedback = F.leaf_sentence(
+                leaf.error_kind = bad[0][1].error_kind if bad else compare.WRONG_COUNT
+                leaf.feedback = feedback.leaf_sentence(
                     path, bad, len(found), n_gold - len(pairs), n_pred - len(pairs)
                 )
             out[path] = leaf
@@ -335,8 +334,8 @@ class Scorer:
             return FieldScore(spec.path, 1.0, pred, gold, **counts)
         matched_g = {j for _, j in pairs}
         missed = [gold_items[j] for j in range(n_gold) if j not in matched_g]
-        kind = _count_kind(n_pred, n_gold, C.WRONG_VALUE)
-        text = F.array_sentence(spec.path, n_pred, n_gold, missed, n_pred - len(pred_items), leaf_wrong, kind)
+        kind = _count_kind(n_pred, n_gold, compare.WRONG_VALUE)
+        text = feedback.array_sentence(spec.path, n_pred, n_gold, missed, n_pred - len(pred_items), leaf_wrong, kind)
         return FieldScore(spec.path, counts["f1"], pred, gold, kind, text, **counts)
 
     # -- whole-record passes --------------------------------------------------------------------
@@ -354,18 +353,18 @@ class Scorer:
             if spec.kind != "scalar" or fs.correct:
                 continue
             hint = None
-            if fs.error_kind in (C.WRONG_VALUE, C.WRONG_ENTITY, C.NEAR_MISS, C.PARTIAL):
+            if fs.error_kind in (compare.WRONG_VALUE, compare.WRONG_ENTITY, compare.NEAR_MISS, compare.PARTIAL):
                 for other, other_spec in self.specs.items():
                     if other == name or other_spec.kind != "scalar" or other_spec.match != spec.match:
                         continue
                     if (
                         not _is_blank(gold.get(other))
-                        and C.compare_scalar(fs.predicted, gold[other], other_spec).kind is None
+                        and compare.compare_scalar(fs.predicted, gold[other], other_spec).kind is None
                     ):
                         hint = f"that is the value of '{other}'; this field asks for a different value"
-                        fs.error_kind = C.WRONG_ENTITY
+                        fs.error_kind = compare.WRONG_ENTITY
                         break
-            elif fs.error_kind == C.MISSING and unknown and name not in predicted:
+            elif fs.error_kind == compare.MISSING and unknown and name not in predicted:
                 best = process.extractOne(name, unknown)
                 if best and best[1] >= 60:
                     hint = f"the output has the unknown key '{best[0]}'; use the exact field name '{name}'"
@@ -374,7 +373,7 @@ class Scorer:
                     hint = f"the output has unknown key(s) {shown}; use the exact field names of the schema"
             if hint:
                 fs.hint = f"{hint}; {fs.hint}" if fs.hint else hint
-                fs.feedback = F.sentence(name, fs.predicted, fs.expected, fs.error_kind, fs.hint)
+                fs.feedback = feedback.sentence(name, fs.predicted, fs.expected, fs.error_kind, fs.hint)
 
     def _no_output(self, predicted: Any, gold: dict[str, Any]) -> RecordScore:
         reason = (
@@ -387,8 +386,8 @@ class Scorer:
             expected = gold.get(path) if path in self.specs else None
             present = not _is_blank(expected) and expected != []
             n = len(expected) if isinstance(expected, list) else 1
-            sentence = F.no_output_sentence(path, expected, reason)
+            sentence = feedback.no_output_sentence(path, expected, reason)
             fields[path] = FieldScore(
-                path, 0.0, None, expected, C.MISSING, sentence, fn=float(n) if present else 0.0
+                path, 0.0, None, expected, compare.MISSING, sentence, fn=float(n) if present else 0.0
             )
         return RecordScore(0.0, fields, self.top_level)
