@@ -92,7 +92,12 @@ def _own_cost_line(result: OptimizationResult) -> str:
 
 
 def _lineage_lines(result: OptimizationResult) -> list[str]:
-    lines = ["## Lineage of the best program", "", "| candidate | changed | val score | note |", "|---|---|---|---|"]
+    lines = [
+        "## Lineage of the best program",
+        "",
+        "| candidate | changed | val score | note |",
+        "|---|---|---|---|",
+    ]
     for step in result.best_program.metadata.get("lineage", []):
         note = result.candidates[step["index"]].note.replace("|", "\\|")[:120]
         lines.append(f"| {step['index']} | {step['changed']} | {step['val_score']:.3f} | {note} |")
@@ -110,7 +115,9 @@ def _front_lines(result: OptimizationResult) -> list[str]:
     for index in result.pareto_front:
         c = result.candidates[index]
         marker = " (best)" if index == best_index else ""
-        lines.append(f"| {index}{marker} | {c.val_score:.3f} | {c.tokens_per_doc:.0f} | {c.changed_component} |")
+        lines.append(
+            f"| {index}{marker} | {c.val_score:.3f} | {c.tokens_per_doc:.0f} | {c.changed_component} |"
+        )
     return lines
 
 

@@ -92,3 +92,34 @@ def test_preflight_loads_a_key_named_elsewhere_only_after_the_cheaper_checks(tmp
     assert loaded == ["key"]
     preflight("local/qwen2.5-coder-0.5b", load_key=load)  # a local model needs no key
     assert loaded == ["key"]
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(CORE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _core_import_graph() -> dict[str, set[str]]:
+    modules = {_module_name(path): path for path in CORE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):  # lazy imports too
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                targets.add(node.module)
+                targets.update(f"{node.module}.{alias.name}" for alias in node.names)
+        # A package's __init__ re-exports its modules: a module importing its own parent package
+        # is not a cycle through that package.
+        graph[name] = {t for t in targets if t in modules and t != name and not name.startswith(t + ".")}
+    return graph
+
+
+def test_the_core_has_no_import_cycle() -> None:
+    from graphlib import CycleError, TopologicalSorter
+
+    try:
+        tuple(TopologicalSorter(_core_import_graph()).static_order())
+    except CycleError as exc:
+        pytest.fail(f"import cycle: {' -> '.join(exc.args[1])}")

@@ -251,7 +251,8 @@ class Scorer:
         left_gold = sorted(gold_by_key.values())
         if left_pred and left_gold:  # the rest: best one-to-one pairing by comparator score
             outcomes = [
-                [compare.compare_scalar(pred_items[i], gold_items[j], spec) for j in left_gold] for i in left_pred
+                [compare.compare_scalar(pred_items[i], gold_items[j], spec) for j in left_gold]
+                for i in left_pred
             ]
             matrix = np.array([[o.score for o in row] for row in outcomes])
             for r, c in zip(*linear_sum_assignment(matrix, maximize=True), strict=True):
@@ -266,13 +267,17 @@ class Scorer:
         extra = [pred_items[i] for i in range(n_pred) if i not in matched_p]
         partial = [o for _, _, o in pairs if o.kind is not None]
         hint = feedback.set_hint(missed, extra, [(o.kind or "", o.hint) for o in partial], wrapped)
-        kind = _count_kind(n_pred, n_gold, compare.FORMAT if not missed and not extra else compare.WRONG_VALUE)
+        kind = _count_kind(
+            n_pred, n_gold, compare.FORMAT if not missed and not extra else compare.WRONG_VALUE
+        )
         score = spec.format_credit * f1 if wrapped and f1 >= 1.0 - 1e-9 else f1
         return self._wrong(spec, score, pred, gold, kind, hint, **counts)
 
     # -- nested objects -------------------------------------------------------------------------
 
-    def _object(self, spec: compare.FieldSpec, pred: Any, gold: Any, out: dict[str, FieldScore]) -> FieldScore:
+    def _object(
+        self, spec: compare.FieldSpec, pred: Any, gold: Any, out: dict[str, FieldScore]
+    ) -> FieldScore:
         pred_obj = pred if isinstance(pred, dict) else {}
         gold_obj = gold if isinstance(gold, dict) else {}
         children = [self._value(c, pred_obj.get(n), gold_obj.get(n), out) for n, c in spec.children.items()]
@@ -335,7 +340,9 @@ class Scorer:
         matched_g = {j for _, j in pairs}
         missed = [gold_items[j] for j in range(n_gold) if j not in matched_g]
         kind = _count_kind(n_pred, n_gold, compare.WRONG_VALUE)
-        text = feedback.array_sentence(spec.path, n_pred, n_gold, missed, n_pred - len(pred_items), leaf_wrong, kind)
+        text = feedback.array_sentence(
+            spec.path, n_pred, n_gold, missed, n_pred - len(pred_items), leaf_wrong, kind
+        )
         return FieldScore(spec.path, counts["f1"], pred, gold, kind, text, **counts)
 
     # -- whole-record passes --------------------------------------------------------------------
@@ -353,7 +360,12 @@ class Scorer:
             if spec.kind != "scalar" or fs.correct:
                 continue
             hint = None
-            if fs.error_kind in (compare.WRONG_VALUE, compare.WRONG_ENTITY, compare.NEAR_MISS, compare.PARTIAL):
+            if fs.error_kind in (
+                compare.WRONG_VALUE,
+                compare.WRONG_ENTITY,
+                compare.NEAR_MISS,
+                compare.PARTIAL,
+            ):
                 for other, other_spec in self.specs.items():
                     if other == name or other_spec.kind != "scalar" or other_spec.match != spec.match:
                         continue
