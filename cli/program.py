@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -165,14 +166,9 @@ def promote_program(
     registry: str | None = RegistryOption,
 ) -> None:
     """Make VERSION the champion of NAME."""
-    from ieflow.registry import RegistryError
-
-    reg = _registry(registry)
-    try:
-        before = reg.champion_state(name).get("champion")
-        state = reg.promote(name, version, reason=reason or "promoted by hand")
-    except RegistryError as exc:
-        raise _fail(str(exc)) from None
+    before, state = _change_champion(
+        registry, name, lambda reg: reg.promote(name, version, reason=reason or "promoted by hand")
+    )
     if before == version:
         typer.echo(f"{name}: v{version} is already the champion")
     else:
@@ -186,15 +182,24 @@ def rollback_program(
     registry: str | None = RegistryOption,
 ) -> None:
     """Put the previous champion (or version --to) back in place."""
+    before, state = _change_champion(
+        registry, name, lambda reg: reg.rollback(name, to, reason=reason or "rolled back by hand")
+    )
+    typer.echo(f"{name}: champion v{before} -> v{state['champion']} ({state['hash']})")
+
+
+def _change_champion(
+    registry: str | None, name: str, change: Callable[[Any], dict[str, Any]]
+) -> tuple[int | None, dict[str, Any]]:
+    """The champion before, and the champion state after `change(registry)`; one `error:` line on failure."""
     from ieflow.registry import RegistryError
 
     reg = _registry(registry)
     try:
         before = reg.champion_state(name).get("champion")
-        state = reg.rollback(name, to, reason=reason or "rolled back by hand")
+        return before, change(reg)
     except RegistryError as exc:
         raise _fail(str(exc)) from None
-    typer.echo(f"{name}: champion v{before} -> v{state['champion']} ({state['hash']})")
 
 
 def _short(data: dict[str, Any]) -> dict[str, Any]:

@@ -163,6 +163,14 @@ class LMClient:
     def __repr__(self) -> str:  # never show the key
         return f"LMClient(model={self.model!r}, api_base={self.api_base!r})"
 
+    def _prepare(
+        self, messages: list[dict], response_schema: dict | None, params: dict[str, Any], use_cache: bool
+    ) -> tuple[dict[str, Any], str, LMResponse | None]:
+        """The request, its cache key and the cached response if there is one."""
+        request = self._request(messages, response_schema, params)
+        key = request_key(self.model, messages, request["params"], response_schema)
+        return request, key, self._cached(key, use_cache)
+
     # -- plain text -------------------------------------------------------------------------------
 
     def complete(
@@ -174,9 +182,7 @@ class LMClient:
         **params: Any,
     ) -> LMResponse:
         """One call (or a cache hit). Raises LMUnavailableError / LMRequestError when it fails for good."""
-        request = self._request(messages, response_schema, params)
-        key = request_key(self.model, messages, request["params"], response_schema)
-        hit = self._cached(key, use_cache)
+        request, key, hit = self._prepare(messages, response_schema, params, use_cache)
         if hit is not None:
             return hit
         semaphore = _LIMITS.thread_semaphore(self.model, self.max_concurrency)
@@ -200,9 +206,7 @@ class LMClient:
         **params: Any,
     ) -> LMResponse:
         """Async twin of `complete`, bounded by the same per-model limit."""
-        request = self._request(messages, response_schema, params)
-        key = request_key(self.model, messages, request["params"], response_schema)
-        hit = self._cached(key, use_cache)
+        request, key, hit = self._prepare(messages, response_schema, params, use_cache)
         if hit is not None:
             return hit
         semaphore = _LIMITS.async_semaphore(self.model, self.max_concurrency)
