@@ -111,8 +111,7 @@ def plan_run(documents: str, program: ExtractionProgram, settings: BatchSettings
     the program hash and its doc_ids. Writes the manifest, or checks it against an earlier start."""
     if settings.shard_size < 1:
         raise ValueError("shard_size must be at least 1")
-    duplicates = check_duplicate_ids(documents)
-    docs = read_documents(documents).sort("doc_id")
+    docs, duplicates = _planning_rows(documents)
     ids = docs["doc_id"].cast(pl.String).to_list()
     shas = docs["sha256"].fill_null("").to_list() if "sha256" in docs.columns else [""] * len(ids)
     content = hashlib.sha256("\n".join(f"{i}\t{s}" for i, s in zip(ids, shas, strict=True)).encode())
@@ -139,16 +138,33 @@ def _scan_documents(url: str) -> tuple[pl.LazyFrame, list[str]]:
     return frame, names
 
 
-def check_duplicate_ids(url: str) -> int:
-    """Rows of documents.parquet repeating an earlier row's doc_id and content (those are dropped,
-    and counted in the manifest). A doc_id with two different contents is a `ConfigError`: either
-    one would be silently lost."""
+def _planning_rows(url: str) -> tuple[pl.DataFrame, int]:
+    """One scan of documents.parquet: its distinct doc_ids (sorted, with sha256 when present) and
+    the number of duplicate rows dropped (see `duplicate_rows`)."""
     frame, names = _scan_documents(url)
     content = pl.col("sha256") if "sha256" in names else pl.col("text").hash() if "text" in names else None
-    aggregates = [pl.len().alias("rows")]
+    keys = [pl.col("doc_id")] + ([pl.col("sha256")] if "sha256" in names else [])
     if content is not None:
-        aggregates.append(content.n_unique().alias("contents"))
-    groups = frame.group_by("doc_id").agg(aggregates).filter(pl.col("rows") > 1).collect()
+        keys.append(content.alias("_content"))
+    rows = frame.select(keys).collect()  # ids and content keys only: texts are never materialized
+    duplicates = duplicate_rows(rows, url)
+    docs = rows.unique("doc_id", keep="first", maintain_order=True).sort("doc_id")
+    return docs.drop("_content", strict=False), duplicates
+
+
+def check_duplicate_ids(url: str) -> int:
+    """Rows of documents.parquet repeating an earlier row's doc_id and content (see `duplicate_rows`)."""
+    return _planning_rows(url)[1]
+
+
+def duplicate_rows(rows: pl.DataFrame, url: str) -> int:
+    """Rows repeating an earlier row's doc_id and content (those are dropped, and counted in the
+    manifest), given doc_id and an optional `_content` key. A doc_id with two different contents is
+    a `ConfigError`: either one would be silently lost."""
+    aggregates = [pl.len().alias("rows")]
+    if "_content" in rows.columns:
+        aggregates.append(pl.col("_content").n_unique().alias("contents"))
+    groups = rows.group_by("doc_id").agg(aggregates).filter(pl.col("rows") > 1)
     if groups.is_empty():
         return 0
     if "contents" in groups.columns:
