@@ -432,3 +432,23 @@ def test_the_run_keeps_its_program_beside_the_manifest(tmp_path: Path, server: F
     prog = program(server)
     run_batch(docs, prog, settings(tmp_path / "out", server))
     assert ExtractionProgram.load(tmp_path / "out" / "program.json") == prog
+
+
+def test_an_interrupted_run_starts_no_new_shard_and_a_rerun_resumes(
+    tmp_path: Path, server: FakeLMServer
+) -> None:
+    """Issue 16: Ctrl-C (or a stop signal turned into an exception) while shards wait: the shards
+    not yet started are cancelled, the running one commits, and a rerun does the rest."""
+    docs = make_documents(tmp_path / "docs.parquet", {f"po-100{i % 3 + 1}#{i}": "" for i in range(8)})
+    conf = settings(tmp_path / "out", server, shard_size=1)
+
+    def interrupt(stats: dict[str, Any]) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(docs, program(server), conf, parallel_shards=1, on_shard=interrupt)
+    committed = list((tmp_path / "out" / "records").glob("shard=*/part.parquet"))
+    assert 1 <= len(committed) <= 2  # the first shard, and at most the one already running
+    summary = run_batch(docs, program(server), conf, parallel_shards=1)
+    assert summary["status"] == "complete" and summary["n_documents"] == 8
+    assert len(list((tmp_path / "out" / "records").glob("shard=*/part.parquet"))) == 8

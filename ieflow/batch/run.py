@@ -41,15 +41,20 @@ def run_batch(
         jobs = {
             pool.submit(_run_counted, documents, s, program, settings, meter, api_key): s for s in pending
         }
-        for job, shard in jobs.items():
-            try:
-                stats = job.result()
-            except Exception as exc:  # one failed shard must not lose the others' work
-                failed[shard.shard_id] = f"{type(exc).__name__}: {exc}"
-                continue
-            processed += len(shard.doc_ids)
-            if on_shard:
-                on_shard(stats)
+        try:
+            for job, shard in jobs.items():
+                try:
+                    stats = job.result()
+                except Exception as exc:  # one failed shard must not lose the others' work
+                    failed[shard.shard_id] = f"{type(exc).__name__}: {exc}"
+                    continue
+                processed += len(shard.doc_ids)
+                if on_shard:
+                    on_shard(stats)
+        except BaseException:
+            # Ctrl-C or a stop signal: no new shard starts; running ones commit, so a rerun resumes.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     return finish_run(plan, program, settings, time.perf_counter() - started, failed, n_processed=processed)
 
 
