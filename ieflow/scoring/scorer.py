@@ -103,14 +103,8 @@ def _f1(tp: float, n_pred: int, n_gold: int) -> tuple[float, float, float]:
 
 def _prf_counts(tp: float, n_pred: int, n_gold: int) -> dict[str, float]:
     precision, recall, f1 = _f1(tp, n_pred, n_gold)
-    return {
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "tp": tp,
-        "fp": n_pred - tp,
-        "fn": n_gold - tp,
-    }
+    fp, fn = n_pred - tp, n_gold - tp
+    return {"precision": precision, "recall": recall, "f1": f1, "tp": tp, "fp": fp, "fn": fn}
 
 
 def _count_kind(n_pred: int, n_gold: int, otherwise: str) -> str:
