@@ -94,15 +94,12 @@ def load_program(source: str, model: str | None = None) -> ExtractionProgram:
     return program.replace(model=model) if model else program
 
 
-def read_documents(url: str, doc_ids: list[str] | None = None) -> pl.DataFrame:
-    """doc_id, text, status, error (and sha256 when present) of documents.parquet, optionally only
-    some documents (a predicate pushed into the Parquet scan, so a shard reads only its rows)."""
+def read_documents(url: str, doc_ids: list[str]) -> pl.DataFrame:
+    """doc_id, text, status, error (and sha256 when present) of some documents of documents.parquet
+    (a predicate pushed into the Parquet scan, so a shard reads only its rows)."""
     frame, names = _scan_documents(url)
     wanted = [c for c in ("doc_id", "sha256", "text", "status", "error") if c in names]
-    if doc_ids is not None:
-        frame = frame.filter(pl.col("doc_id").is_in(doc_ids))
-    else:
-        wanted = [c for c in wanted if c != "text"]  # planning needs ids, not texts
+    frame = frame.filter(pl.col("doc_id").is_in(doc_ids))
     return frame.select(wanted).unique("doc_id", keep="first", maintain_order=True).collect()
 
 
@@ -150,11 +147,6 @@ def _planning_rows(url: str) -> tuple[pl.DataFrame, int]:
     duplicates = duplicate_rows(rows, url)
     docs = rows.unique("doc_id", keep="first", maintain_order=True).sort("doc_id")
     return docs.drop("_content", strict=False), duplicates
-
-
-def check_duplicate_ids(url: str) -> int:
-    """Rows of documents.parquet repeating an earlier row's doc_id and content (see `duplicate_rows`)."""
-    return _planning_rows(url)[1]
 
 
 def duplicate_rows(rows: pl.DataFrame, url: str) -> int:
