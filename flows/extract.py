@@ -115,12 +115,7 @@ def extract(params: ExtractParams) -> dict[str, Any]:
     announce_start(plan, pending)  # to a CLI progress bar
     logger.info(
         "run %s: %d documents in %d shards, %d to do (program %s, model %s)",
-        plan.run_id,
-        plan.n_documents,
-        len(plan.shards),
-        len(pending),
-        program.hash,
-        program.model,
+        *(plan.run_id, plan.n_documents, len(plan.shards), len(pending), program.hash, program.model),
     )
     failed = extract_shards.with_options(task_runner=params.runner())(
         documents,
@@ -141,20 +136,7 @@ def extract(params: ExtractParams) -> dict[str, Any]:
         n_processed,
         data_docs=params.data_docs,
     )
-    create_table_artifact(
-        table=summary_table(summary),
-        key="extract-summary",
-        description=f"Run {plan.run_id}: {summary['n_records']} records, "
-        f"{summary['n_quarantined']} quarantined, {summary['status']}",
-    )
-    logger.info(
-        "extract %s: %d records, %d quarantined %s, %.1f s",
-        summary["status"],
-        summary["n_records"],
-        summary["n_quarantined"],
-        summary["quarantined_by_reason"],
-        summary["wall_s"],
-    )
+    publish_summary(summary, plan.run_id)
     if failed:
         raise RuntimeError(
             f"{len(failed)} shards failed ({next(iter(failed.values()))}); start the "
@@ -211,6 +193,21 @@ def extract_shards(
         done += 1
         update_progress_artifact(progress, progress=100.0 * done / max(total, 1))
     return failed
+
+
+def publish_summary(summary: dict[str, Any], run_id: str) -> None:
+    """The run's summary as a Prefect table artifact and one log line."""
+    create_table_artifact(
+        table=summary_table(summary),
+        key="extract-summary",
+        description=f"Run {run_id}: {summary['n_records']} records, "
+        f"{summary['n_quarantined']} quarantined, {summary['status']}",
+    )
+    get_run_logger().info(
+        "extract %s: %d records, %d quarantined %s, %.1f s",
+        *(summary["status"], summary["n_records"], summary["n_quarantined"]),
+        *(summary["quarantined_by_reason"], summary["wall_s"]),
+    )
 
 
 def find_documents(params: ExtractParams) -> str:

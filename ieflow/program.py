@@ -21,13 +21,15 @@ from typing import Any
 
 from ieflow import config, storage
 from ieflow.formats import get_format, render_record
-from ieflow.schema import field_paths, field_schema, load_schema, resolve, types_of
+from ieflow.schema import field_paths, field_schema, load_schema, resolve, type_label, types_of
 from ieflow.trace import Trace  # re-exported: its home was this module
 
 __all__ = [
     "DEFAULT_INSTRUCTION",
+    "DEMOS",
     "FIELD_PREFIX",
     "INSTRUCTION",
+    "OUTPUT_FORMATS",
     "Demo",
     "ExtractionProgram",
     "LongDocStrategy",
@@ -35,8 +37,11 @@ __all__ = [
     "grammar_schema",
 ]
 
+# Component names, as optimizers, lessons and run logs name what an edit changed.
 INSTRUCTION = "instruction"
-FIELD_PREFIX = "field:"
+FIELD_PREFIX = "field:"  # + a field path: that field's description
+DEMOS = "demos"  # the worked demos, as one component
+OUTPUT_FORMATS = "formats"  # the per-field output formats, as one component
 DEFAULT_INSTRUCTION = "Extract the fields below from the document as one JSON object."
 DEFAULT_MAX_ITEMS = 25  # grammar-constrained arrays need a bound or tiny models loop inside them
 
@@ -211,7 +216,11 @@ class ExtractionProgram:
         lines = [self.components.get(INSTRUCTION, DEFAULT_INSTRUCTION).strip(), "", "Fields:"]
         for path, description in self.field_descriptions().items():
             node = field_schema(self.schema, path)
-            kind = get_format(self.formats[path]).label if path in self.formats else _type_label(node)
+            kind = (
+                get_format(self.formats[path]).label
+                if path in self.formats
+                else type_label(node, empty="any", detail=True)
+            )
             text = f"- {path} ({kind})"
             lines.append(f"{text}: {description.strip()}" if description.strip() else text)
         lines.append("")
@@ -231,18 +240,6 @@ class ExtractionProgram:
             messages.append({"role": "assistant", "content": json.dumps(record, ensure_ascii=False)})
         messages.append({"role": "user", "content": f"Document:\n{document_text}"})
         return messages
-
-
-def _type_label(node: dict[str, Any]) -> str:
-    kinds = [t for t in types_of(node) if t != "null"] or ["any"]
-    label = " or ".join(kinds)
-    if node.get("format") == "date":
-        label += ", YYYY-MM-DD"
-    if "enum" in node:
-        label += ", one of " + ", ".join(json.dumps(v) for v in node["enum"] if v is not None)
-    if "null" in types_of(node):
-        label += ", or null"
-    return label
 
 
 def grammar_schema(

@@ -115,6 +115,20 @@ def types_of(node: dict[str, Any]) -> list[str]:
     return []
 
 
+def type_label(node: dict[str, Any], *, empty: str = "value", detail: bool = False) -> str:
+    """A field's type as prompts show it: "number or string, YYYY-MM-DD"; with `detail`, also its
+    enum values and ", or null" when it is nullable."""
+    kinds = [t for t in types_of(node) if t != "null"]
+    label = " or ".join(kinds) or empty
+    if node.get("format") == "date":
+        label += ", YYYY-MM-DD"
+    if detail and "enum" in node:
+        label += ", one of " + ", ".join(json.dumps(v) for v in node["enum"] if v is not None)
+    if detail and "null" in types_of(node):
+        label += ", or null"
+    return label
+
+
 def is_nullable(node: dict[str, Any]) -> bool:
     return "null" in types_of(node) or (isinstance(node.get("enum"), list) and None in node["enum"])
 

@@ -10,8 +10,8 @@ import pytest
 from ieflow.datasets import Example
 from ieflow.formats import convert_record, date_notation, get_format, render_record
 from ieflow.optimize import Budget
+from ieflow.optimize.facts import suggest_formats
 from ieflow.optimize.gepa import GEPA, GEPAConfig
-from ieflow.optimize.proposals import suggest_formats
 from ieflow.program import Demo, ExtractionProgram
 from tests.support.scripted_lm import ScriptedLM
 

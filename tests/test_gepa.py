@@ -8,9 +8,9 @@ import json
 import pytest
 
 from ieflow.optimize import Budget
+from ieflow.optimize.checks import ProposalCheck, clean_reply, leaked_value
+from ieflow.optimize.facts import FieldFacts, excerpt
 from ieflow.optimize.gepa import GEPA, GEPAConfig
-from ieflow.optimize.proposals import FieldFacts
-from ieflow.optimize.reflection import ProposalCheck, clean_reply, excerpt, leaked_value
 from ieflow.program import ExtractionProgram
 from tests.support.receipts import DAY_FIRST_RULE, SCHEMA, make_examples, reflector_answer, student_answer
 from tests.support.scripted_lm import ScriptedLM
@@ -155,9 +155,9 @@ def test_reply_cleaning_and_excerpts() -> None:
 
 
 def test_a_grounded_format_is_accepted_on_a_tie_and_a_model_rule_is_not() -> None:
+    from ieflow.optimize.edits import Proposal
     from ieflow.optimize.evaluator import ExampleResult
-    from ieflow.optimize.gepa import MinibatchAcceptance
-    from ieflow.optimize.reflection import Proposal
+    from ieflow.optimize.strategies import MinibatchAcceptance
 
     def results(*scores: float) -> list[ExampleResult]:
         return [ExampleResult(f"d{i}", s, {}, [], None, None, 0, 0, 0.0, 0.0) for i, s in enumerate(scores)]

@@ -17,9 +17,10 @@ from ieflow.optimize import Budget, Optimizer, make_optimizer
 from ieflow.optimize.ape import APE, APEConfig
 from ieflow.optimize.bootstrap import BootstrapConfig, BootstrapFewShot
 from ieflow.optimize.evaluator import ExampleResult
+from ieflow.optimize.facts import data_summary, values_at
 from ieflow.optimize.mipro import MIPROConfig, MIPROv2
 from ieflow.optimize.opro import OPRO, OPROConfig
-from ieflow.optimize.proposals import data_summary, error_summary, values_at
+from ieflow.optimize.prompts import error_summary
 from ieflow.optimize.registry import OPTIMIZERS
 from ieflow.optimize.simba import SIMBA, SIMBAConfig, hardest, variants
 from ieflow.program import ExtractionProgram, Trace

@@ -207,7 +207,7 @@ def test_demos_count_against_the_document_budget_so_the_prompt_does_not_grow() -
 
 def test_a_demo_of_a_long_document_shows_the_chunks_that_answer_the_fields() -> None:
     from ieflow.datasets import Example
-    from ieflow.optimize.proposals import make_demo
+    from ieflow.optimize.edits import make_demo
 
     p = program(strategy=LongDocStrategy(kind="select", max_input_tokens=900, chunk_tokens=300))
     gold = {"effective_date": None, "jurisdiction": "Ohio", "party": ["Acme Corp", "Beta LLC"]}

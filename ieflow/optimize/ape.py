@@ -17,16 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ieflow.optimize.base import Optimizer, OptimizerRun
-from ieflow.optimize.proposals import (
-    induction_messages,
-    input_output_pair,
-    mean,
-    propose_text,
-    sample_train,
-    variation_messages,
-    with_instruction,
-)
-from ieflow.optimize.reflection import ProposalCheck
+from ieflow.optimize.checks import ProposalCheck
+from ieflow.optimize.edits import propose_text, sample_train, with_instruction
+from ieflow.optimize.evaluator import mean
+from ieflow.optimize.prompts import induction_messages, input_output_pair, variation_messages
 from ieflow.optimize.run_log import InstructionScored, Rejected
 from ieflow.optimize.state import APEState, ScoredInstruction
 from ieflow.program import INSTRUCTION

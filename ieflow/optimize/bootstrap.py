@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ieflow.optimize.base import Optimizer, OptimizerRun
+from ieflow.optimize.edits import with_demos
 from ieflow.optimize.evaluator import ExampleResult
-from ieflow.optimize.proposals import with_demos
 from ieflow.optimize.run_log import Bootstrapped
 from ieflow.optimize.state import BootstrapState
-from ieflow.program import ExtractionProgram
+from ieflow.program import DEMOS, ExtractionProgram
 
 
 @dataclass
@@ -74,7 +74,7 @@ class BootstrapFewShot(Optimizer):
             kind, ids = picked
             by_id = {ex.doc_id: ex for ex in run.trainset}
             program = with_demos(run.seed_program, [by_id[d] for d in ids], cfg.demo_max_tokens)
-            run.add_candidate(program, [0], "demos", f"{kind} demos {', '.join(ids)}")
+            run.add_candidate(program, [0], DEMOS, f"{kind} demos {', '.join(ids)}")
             state.made += 1
             run.checkpoint()
         run.stop_reason = f"tried {cfg.num_candidates} demo sets"

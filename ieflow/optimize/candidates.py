@@ -87,6 +87,21 @@ class CandidatePool:
         """Indices on the validation-score / tokens-per-document front, cheapest first."""
         return quality_cost_front([(c.val_score, c.tokens_per_doc) for c in self.candidates])
 
+    def ancestors(self, index: int) -> list[int]:
+        """`index` and every candidate it descends from, through all parents (merges have two)."""
+        seen, stack = [], [index]
+        while stack:
+            current = stack.pop()
+            if current not in seen:
+                seen.append(current)
+                stack.extend(self.candidates[current].parents)
+        return seen
+
+    def common_ancestor(self, a: int, b: int) -> int | None:
+        """The latest candidate both descend from (or are), if any."""
+        shared = set(self.ancestors(a)) & set(self.ancestors(b))
+        return max(shared) if shared else None
+
     def lineage(self, index: int) -> list[dict[str, Any]]:
         """The chain of changes from the seed to candidate `index` (first parent at each step)."""
         chain = []

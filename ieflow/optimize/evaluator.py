@@ -247,8 +247,13 @@ class Evaluator:
         )
 
 
+def mean(values: list[float]) -> float:
+    """The arithmetic mean; 0.0 for no values (a step that scored nothing)."""
+    return sum(values) / len(values) if values else 0.0
+
+
 def mean_score(results: list[ExampleResult]) -> float:
-    return sum(r.score for r in results) / len(results) if results else 0.0
+    return mean([r.score for r in results])
 
 
 def mean_tokens(results: list[ExampleResult]) -> float:

@@ -24,19 +24,11 @@ from typing import Any
 
 from ieflow.optimize.base import Optimizer, OptimizerRun
 from ieflow.optimize.bootstrap import bootstrap
-from ieflow.optimize.proposals import (
-    TIPS,
-    data_summary,
-    error_summary,
-    grounded_instruction_messages,
-    input_output_pair,
-    mean,
-    propose_text,
-    sample_train,
-    with_demos,
-    with_instruction,
-)
-from ieflow.optimize.reflection import ProposalCheck
+from ieflow.optimize.checks import ProposalCheck
+from ieflow.optimize.edits import propose_text, sample_train, with_demos, with_instruction
+from ieflow.optimize.evaluator import mean
+from ieflow.optimize.facts import data_summary
+from ieflow.optimize.prompts import TIPS, error_summary, grounded_instruction_messages, input_output_pair
 from ieflow.optimize.run_log import InstructionProposed, SearchSpaceBuilt, TrialScored
 from ieflow.optimize.state import MIPROState
 from ieflow.program import INSTRUCTION, ExtractionProgram

@@ -18,9 +18,12 @@ from typing import Any
 
 from ieflow.datasets import Example
 from ieflow.optimize.base import Optimizer, OptimizerRun
+from ieflow.optimize.checks import ProposalCheck
+from ieflow.optimize.edits import propose_text, with_instruction
+from ieflow.optimize.evaluator import mean
+from ieflow.optimize.facts import data_summary
 from ieflow.optimize.lessons import Lesson, Verdict
-from ieflow.optimize.proposals import data_summary, mean, opro_messages, propose_text, with_instruction
-from ieflow.optimize.reflection import ProposalCheck
+from ieflow.optimize.prompts import opro_messages
 from ieflow.optimize.run_log import InstructionScored, Rejected
 from ieflow.optimize.state import OPROState, ScoredInstruction
 from ieflow.program import INSTRUCTION

@@ -18,23 +18,15 @@ from typing import Any
 
 from ieflow.datasets import Example
 from ieflow.optimize.base import Candidate, Optimizer, OptimizerRun
-from ieflow.optimize.evaluator import ExampleResult
-from ieflow.optimize.gepa import BestParentSelector, MinibatchSampler
+from ieflow.optimize.checks import ProposalCheck
+from ieflow.optimize.edits import Proposal, Rejection, propose_field_rule, with_demo
+from ieflow.optimize.evaluator import ExampleResult, mean, mean_score
 from ieflow.optimize.lessons import Lesson, Verdict
-from ieflow.optimize.proposals import mean, propose_text, with_demo
-from ieflow.optimize.reflection import (
-    Proposal,
-    ProposalCheck,
-    Rejection,
-    failure_lines,
-    field_rule_messages,
-    with_rule,
-)
+from ieflow.optimize.prompts import failure_lines
 from ieflow.optimize.run_log import EditTried, Rejected, Skipped
 from ieflow.optimize.state import SIMBAState
-from ieflow.program import FIELD_PREFIX, ExtractionProgram
-
-DEMOS = "demos"
+from ieflow.optimize.strategies import BestParentSelector, EpochMinibatches, ParentSelector
+from ieflow.program import DEMOS, ExtractionProgram
 
 
 @dataclass
@@ -87,12 +79,16 @@ class SIMBA(Optimizer):
     State = SIMBAState
 
     def __init__(
-        self, config: SIMBAConfig | None = None, *, parent_selector: Any = None, **kwargs: Any
+        self,
+        config: SIMBAConfig | None = None,
+        *,
+        parent_selector: ParentSelector | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.config = config or SIMBAConfig()
         self.parent_selector = parent_selector or BestParentSelector()
-        self.sampler = MinibatchSampler(self.config.minibatch_size)
+        self.sampler = EpochMinibatches(self.config.minibatch_size)
 
     def slack_calls(self) -> int:
         return self.config.minibatch_size
@@ -115,9 +111,13 @@ class SIMBA(Optimizer):
     def _step(self, run: OptimizerRun) -> bool:
         """One step; False when no edit was tried (nothing hard, or every proposal rejected)."""
         cfg = self.config
-        parent = self.parent_selector.select(run)
+        parent = self.parent_selector.select(run.pool, run.rng)
         shown = {d.doc_id for d in parent.program.demos}
-        batch = [ex for ex in self.sampler.next(run) if ex.doc_id not in shown]  # a demo is trivially right
+        batch = [
+            ex
+            for ex in self.sampler.next(run.trainset, run.rng, run.state.minibatch)
+            if ex.doc_id not in shown
+        ]  # a demo is trivially right
         if not batch:
             run.emit(Skipped(parent=parent.index, reason="minibatch holds only the parent's demos"))
             return False
@@ -139,7 +139,7 @@ class SIMBA(Optimizer):
             run.emit(Rejected(parent=parent.index, component_name=proposal.component, reason=proposal.reason))
             return False
         child = run.evaluate(proposal.program, batch)
-        before, after = mean([r.score for r in runs[0]]), mean([r.score for r in child])
+        before, after = mean_score(runs[0]), mean_score(child)
         accepted = after > before + 1e-9
         run.record_lesson(Lesson(proposal.component, proposal.summary, Verdict.of(accepted), before, after))
         run.emit(
@@ -182,26 +182,9 @@ class SIMBA(Optimizer):
         worst = min(hard.runs, key=lambda r: r.fields.get(path, 1.0))
         others = [r for r in baseline if r.doc_id != hard.example.doc_id]
         failures = failure_lines(path, [worst, *others], {ex.doc_id: ex for ex in batch})
-        component = FIELD_PREFIX + path
-        messages = field_rule_messages(
-            parent.program, path, failures, run.lessons.edits_that_did_not_help(component)
+        return propose_field_rule(
+            self, run, parent, path, failures, check=self.config.check, temperature=self.config.temperature
         )
-        rule, reason = propose_text(
-            self,
-            run,
-            messages,
-            old=parent.program.components.get(component, ""),
-            check=self.config.check,
-            seed=self.seed * 100_000 + run.step,
-            temperature=self.config.temperature,
-        )
-        if reason:
-            return Rejection(component, reason)
-        program = with_rule(parent.program, path, rule)
-        reason = self.config.check.check_growth(run.seed_program, program)
-        if reason:
-            return Rejection(component, reason)
-        return Proposal(component, program, f'rule "{rule}"', rule)
 
 
 __all__ = ["SIMBA", "SIMBAConfig", "hardest", "variants"]
