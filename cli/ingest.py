@@ -12,6 +12,7 @@ import os
 import typer
 
 from ieflow.documents.parse import DEFAULT_MAX_PAGES
+from ieflow.documents.source import DEFAULT_MAX_FILE_MB
 
 
 def ingest_command(
@@ -24,6 +25,10 @@ def ingest_command(
     target_tokens: int = typer.Option(512, min=16, help="Chunk size target (estimated tokens)."),
     overlap_tokens: int = typer.Option(64, min=0, help="Tokens shared by neighbouring chunks."),
     file_timeout: float = typer.Option(600.0, min=0, help="Per-file time limit in seconds (0: none)."),
+    max_file_mb: float = typer.Option(DEFAULT_MAX_FILE_MB, min=0.001, help="Size cap: bigger files unread."),
+    follow_symlinks: bool = typer.Option(
+        False, "--follow-symlinks", help="Read links whose real path stays inside the source."
+    ),
     password: str | None = typer.Option(
         None, envvar="IEFLOW_PDF_PASSWORD", help="Password for encrypted PDFs (or $IEFLOW_PDF_PASSWORD)."
     ),
@@ -55,6 +60,8 @@ def ingest_command(
             overlap_tokens=overlap_tokens,
             file_timeout_s=file_timeout,
             pdf_password=password,
+            max_file_mb=max_file_mb,
+            follow_symlinks=follow_symlinks,
         )
         summary = IngestSummary(**ingest_flow(params))
     else:
@@ -66,6 +73,8 @@ def ingest_command(
             overlap_tokens=overlap_tokens,
             file_timeout_s=file_timeout,
             password=password,
+            max_file_mb=max_file_mb,
+            follow_symlinks=follow_symlinks,
         )
         with console.status("parsing…") as status:
             done = [0]

@@ -21,6 +21,7 @@ from ieflow.ingest import (
     FileRef,
     IngestOptions,
     ParserPool,
+    corpus_root,
     discover,
     hash_files,
     process_file,
@@ -46,9 +47,13 @@ class ContentHashPolicy(CachePolicy):
 
 
 @task(name="discover-files", cache_policy=NO_CACHE)
-def discover_files(source: str, storage_options: dict[str, Any] | None = None) -> list[FileRef]:
-    """List the source and hash every file (hashing is what makes the parse cache content-keyed)."""
-    return hash_files(discover(source, storage_options=storage_options), storage_options)
+def discover_files(
+    source: str, storage_options: dict[str, Any] | None = None, options: IngestOptions | None = None
+) -> list[FileRef]:
+    """List the source and hash every file (hashing is what makes the parse cache content-keyed),
+    reading only regular files inside the source, within the size cap and the time limit."""
+    rules = (options or IngestOptions()).read_rules(corpus_root(source, storage_options))
+    return hash_files(discover(source, storage_options=storage_options), storage_options, rules=rules)
 
 
 @task(
