@@ -33,6 +33,10 @@ _KINDS = (
 )
 
 
+class SourceNotFound(ParseError):
+    """The file (or a link's target) does not exist."""
+
+
 @dataclass(frozen=True)
 class ReadRules:
     """What may be read. `root`: the folder every file's real path must lie inside (None: no such
@@ -64,7 +68,7 @@ def check_local_file(path: str, rules: ReadRules) -> tuple[str, os.stat_result]:
     try:
         status = os.lstat(path)
     except (FileNotFoundError, NotADirectoryError) as exc:
-        raise ParseError(NOT_FOUND) from exc
+        raise SourceNotFound(NOT_FOUND) from exc
     real = os.path.realpath(path)
     linked = stat.S_ISLNK(status.st_mode)
     if rules.root is not None:
@@ -83,7 +87,7 @@ def check_local_file(path: str, rules: ReadRules) -> tuple[str, os.stat_result]:
         try:
             status = os.stat(real)
         except (FileNotFoundError, NotADirectoryError) as exc:
-            raise ParseError("a symbolic link to nothing (its target is missing); not read") from exc
+            raise SourceNotFound("a symbolic link to nothing (its target is missing); not read") from exc
     for is_kind, reason in _KINDS:
         if is_kind(status.st_mode):
             raise ParseError(reason)
@@ -113,7 +117,7 @@ def _local_chunks(path: str, rules: ReadRules) -> Iterator[bytes]:
     try:
         descriptor = os.open(real, flags | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError as exc:
-        raise ParseError(NOT_FOUND) from exc
+        raise SourceNotFound(NOT_FOUND) from exc
     except PermissionError as exc:
         raise ParseError("permission denied when reading the file") from exc
     except OSError as exc:  # ELOOP: swapped for a link after the check
@@ -141,7 +145,7 @@ def _remote_chunks(url: str, rules: ReadRules, storage_options: dict[str, Any] |
         with fs.open(path, "rb") as handle:
             yield from _bounded_chunks(handle.read, rules)
     except FileNotFoundError as exc:
-        raise ParseError(NOT_FOUND) from exc
+        raise SourceNotFound(NOT_FOUND) from exc
 
 
 def iter_source(
