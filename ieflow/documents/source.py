@@ -59,7 +59,7 @@ def _inside(path: str, folder: str) -> bool:
 
 
 def _size_reason(size: int, cap: int) -> str:
-    return f"file is {size / 1e6:.1f} MB, over the size cap of {cap / 1e6:g} MB (max_file_mb); not read"
+    return f"file is {size:,} bytes, over the size cap of {cap:,} bytes (max_file_mb); not read"
 
 
 def check_local_file(path: str, rules: ReadRules) -> tuple[str, os.stat_result]:

@@ -1,0 +1,212 @@
+"""Issue 16, the read path: only regular files inside the corpus or dataset folder are read, under a
+size cap and a time limit, in every mode; everything else is reported per file or row with its
+reason and is never opened. Every hostile file is built here, in the test's own folder."""
+
+from __future__ import annotations
+
+import builtins
+import io
+import os
+import socket
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from ieflow.documents.source import ReadRules
+from ieflow.ingest import IngestOptions, hash_files, run_ingest
+from tests.reliability.helpers import files_containing
+
+SECRET = "TOP-SECRET-CANARY-7f3a"
+pytestmark = pytest.mark.timeout(300)  # a pipe that is opened, or /dev/zero read, would hang here
+
+
+def spy_opens(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """From now on, the real paths this process opens by name (os.open, open), for asserting
+    what was read. Started after the test has written its files."""
+    seen: set[str] = set()
+    real_os_open, real_open = os.open, builtins.open
+
+    def note(path: Any) -> None:
+        if isinstance(path, str | bytes | os.PathLike):
+            seen.add(os.path.realpath(os.fsdecode(path)))
+
+    def spy_os_open(path: Any, *args: Any, **kwargs: Any) -> int:
+        note(path)
+        return real_os_open(path, *args, **kwargs)
+
+    def spy_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        note(file)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", spy_os_open)
+    monkeypatch.setattr(builtins, "open", spy_open)
+    monkeypatch.setattr(io, "open", spy_open)
+    return seen
+
+
+def _outside(tmp_path: Path) -> Path:
+    folder = tmp_path / "outside"
+    folder.mkdir()
+    (folder / "secret.txt").write_text(f"{SECRET}\n")
+    return folder
+
+
+def _hostile_corpus(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A corpus with one good file and every kind of thing that must not be read; the forbidden
+    real paths."""
+    outside = _outside(tmp_path)
+    corpus = tmp_path / "c"
+    (corpus / "sub").mkdir(parents=True)
+    (corpus / "good.txt").write_text("Purchase order 1\nTotal: 10.00\n")
+    (corpus / "sub" / "real.txt").write_text("Purchase order 2\nTotal: 20.00\n")
+    (corpus / "inside.txt").symlink_to(corpus / "sub" / "real.txt")
+    (corpus / "passwd.txt").symlink_to("/etc/passwd")
+    (corpus / "secret.txt").symlink_to(outside / "secret.txt")
+    (corpus / "zero.txt").symlink_to("/dev/zero")
+    (corpus / "outdir").symlink_to(outside, target_is_directory=True)
+    os.mkfifo(corpus / "pipe.txt")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(corpus / "s.sock"))
+    server.close()  # the socket file stays
+    (corpus / "big.txt").write_text("x" * 5000)
+    forbidden = [str(outside / "secret.txt"), "/etc/passwd", "/dev/zero", str(corpus / "pipe.txt")]
+    return corpus, [*forbidden, str(corpus / "s.sock"), str(corpus / "big.txt"), str(outside)]
+
+
+HOSTILE_REASONS = {
+    "good.txt": ("ok", None),
+    "inside.txt": ("error", "a symbolic link (or a path through one); not followed, not read"),
+    "passwd.txt": ("error", "a symbolic link to a path outside the folder"),
+    "secret.txt": ("error", "a symbolic link to a path outside the folder"),
+    "zero.txt": ("error", "a symbolic link to a path outside the folder"),
+    "outdir": ("error", "a symbolic link to a path outside the folder"),
+    "pipe.txt": ("error", "a named pipe (FIFO), not a regular file; not read"),
+    "s.sock": ("error", "a socket, not a regular file; not read"),
+    "big.txt": ("error", "file is 5,000 bytes, over the size cap of 2,000 bytes (max_file_mb); not read"),
+}
+
+
+def _statuses(out: Path) -> dict[str, tuple[str, str | None]]:
+    docs = pl.read_parquet(out / "documents.parquet")
+    return {row["file_name"]: (row["status"], row["error"]) for row in docs.iter_rows(named=True)}
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_ingest_reads_only_regular_files_inside_the_corpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    corpus, forbidden = _hostile_corpus(tmp_path)
+    opened = spy_opens(monkeypatch)
+    out = tmp_path / "out"
+    started = time.perf_counter()
+    summary = run_ingest(
+        str(corpus), str(out), options=IngestOptions(max_file_mb=0.002, file_timeout_s=60), workers=workers
+    )
+    assert time.perf_counter() - started < 120
+    statuses = _statuses(out)
+    assert set(statuses) == {*HOSTILE_REASONS, "real.txt"}  # nothing lost
+    for name, (status, reason) in HOSTILE_REASONS.items():
+        assert statuses[name][0] == status, (name, statuses[name])
+        assert reason is None or (statuses[name][1] or "").startswith(reason), (name, statuses[name])
+    assert statuses["real.txt"][0] == "ok"
+    assert summary.status_counts == {"ok": 2, "empty": 0, "error": 8}
+    assert sorted(e["uri"].rsplit("/", 1)[-1] for e in summary.errors) == sorted(
+        name for name, (status, _) in HOSTILE_REASONS.items() if status == "error"
+    )
+    assert not opened & set(forbidden), sorted(opened & set(forbidden))
+    assert str(corpus / "good.txt") in opened  # the spy sees this process's reads
+    assert files_containing(out, SECRET) == [] and files_containing(out, "root:x:0:0") == []
+
+
+def test_follow_symlinks_reads_links_that_stay_inside_and_no_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus, forbidden = _hostile_corpus(tmp_path)
+    opened = spy_opens(monkeypatch)
+    out = tmp_path / "out"
+    options = IngestOptions(max_file_mb=0.002, follow_symlinks=True)
+    run_ingest(str(corpus), str(out), options=options, workers=0)
+    docs = pl.read_parquet(out / "documents.parquet")
+    linked = docs.filter(pl.col("source_uris").list.contains(str(corpus / "inside.txt")))
+    assert linked["status"].to_list() == ["ok"] and "Purchase order 2" in linked["text"][0]
+    statuses = _statuses(out)
+    for name in ("passwd.txt", "secret.txt", "zero.txt", "outdir"):
+        assert statuses[name] == ("error", f"a symbolic link to a path outside the folder {corpus}; not read")
+    assert not opened & set(forbidden)
+    assert files_containing(out, SECRET) == []
+
+
+def test_hashing_stops_at_the_size_cap_and_the_deadline(tmp_path: Path) -> None:
+    path = tmp_path / "three_mb.txt"
+    path.write_bytes(b"a" * 3_000_000)
+    [slow] = hash_files([str(path)], rules=ReadRules(timeout_s=1e-6))
+    assert slow.sha256 is None and slow.error == "reading took longer than 1e-06 s (file_timeout_s); skipped"
+    [capped] = hash_files([str(path)], rules=ReadRules(max_bytes=1_000_000))
+    assert (
+        capped.error
+        == "file is 3,000,000 bytes, over the size cap of 1,000,000 bytes (max_file_mb); not read"
+    )
+    [fine] = hash_files([str(path)], rules=ReadRules())
+    assert fine.error is None and fine.size == 3_000_000
+
+
+def many_paragraphs_docx(path: Path, paragraphs: int) -> Path:
+    """A small DOCX (zip) that expands into `paragraphs` paragraphs: slow to parse, cheap to build."""
+    body = "<w:p><w:r><w:t>Line of text</w:t></w:r></w:p>" * paragraphs
+    namespace = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+    parts = {
+        "[Content_Types].xml": (
+            '<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/'
+            'package/2006/content-types"><Default Extension="rels" ContentType="application/'
+            'vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" '
+            'ContentType="application/xml"/><Override PartName="/word/document.xml" ContentType='
+            '"application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>'
+        ),
+        "_rels/.rels": (
+            '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.'
+            'org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.'
+            'openxmlformats.org/officeDocument/2006/relationships/officeDocument" '
+            'Target="word/document.xml"/></Relationships>'
+        ),
+        "word/document.xml": (
+            f'<?xml version="1.0"?><w:document {namespace}><w:body>{body}</w:body></w:document>'
+        ),
+    }
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, text in parts.items():
+            archive.writestr(name, text)
+    return path
+
+
+def test_the_time_limit_holds_with_workers_0(tmp_path: Path) -> None:
+    """In-process parsing runs on the caller's threads, where SIGALRM cannot reach."""
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    many_paragraphs_docx(corpus / "long.docx", 200_000)
+    (corpus / "ok.txt").write_text("fine\n")
+    started = time.perf_counter()
+    run_ingest(str(corpus), str(tmp_path / "out"), options=IngestOptions(file_timeout_s=1), workers=0)
+    assert time.perf_counter() - started < 60
+    statuses = _statuses(tmp_path / "out")
+    assert statuses["long.docx"] == ("error", "parsing took longer than 1 s (file_timeout_s); skipped")
+    assert statuses["ok.txt"][0] == "ok"
+
+
+def test_deeply_nested_html_is_an_error_with_the_parser_limit(tmp_path: Path) -> None:
+    from ieflow.documents.parse import parse_file
+
+    path = tmp_path / "deep.html"
+    path.write_text("<html><body>" + "<div>" * 100_000 + "Deep text" + "</div>" * 100_000 + "</body></html>")
+    doc = parse_file(path)
+    assert doc.status == "error"
+    assert doc.error == (
+        "HTML beyond the parser's limits (Excessive depth in document: 256): "
+        "its text cannot be extracted in full; not parsed"
+    )
+    shallow = tmp_path / "shallow.html"
+    shallow.write_text("<html><body>" + "<div>" * 100 + "Deep text" + "</div>" * 100 + "</body></html>")
+    assert parse_file(shallow).text == "Deep text"
