@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import builtins
 import io
+import json
+import logging
 import os
 import socket
 import time
@@ -210,3 +212,162 @@ def test_deeply_nested_html_is_an_error_with_the_parser_limit(tmp_path: Path) ->
     shallow = tmp_path / "shallow.html"
     shallow.write_text("<html><body>" + "<div>" * 100 + "Deep text" + "</div>" * 100 + "</body></html>")
     assert parse_file(shallow).text == "Deep text"
+
+
+# -- extract-file ---------------------------------------------------------------------------------
+
+
+def _extract_file(*args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from ieflow_cli import main as cli
+    from tests.reliability.helpers import PO_SCHEMA
+
+    return CliRunner().invoke(cli.app, ["extract-file", *args, "--schema", str(PO_SCHEMA)])
+
+
+def test_extract_file_reads_under_the_time_limit_and_the_size_cap(tmp_path: Path) -> None:
+    long_docx = many_paragraphs_docx(tmp_path / "long.docx", 200_000)
+    started = time.perf_counter()
+    result = _extract_file(str(long_docx), "--file-timeout", "1")
+    assert time.perf_counter() - started < 60
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"error: cannot read {long_docx}: parsing took longer than 1 s (file_timeout_s); skipped"
+    )
+    big = tmp_path / "big.txt"
+    big.write_text("y" * 5000)
+    result = _extract_file(str(big), "--max-file-mb", "0.001")
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"error: cannot read {big}: file is 5,000 bytes, over the size cap of 1,000 bytes "
+        "(max_file_mb); not read"
+    )
+
+
+def test_extract_file_never_opens_a_pipe_or_a_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    os.mkfifo(tmp_path / "pipe.txt")
+    (tmp_path / "zero.txt").symlink_to("/dev/zero")
+    opened = spy_opens(monkeypatch)
+    for name, reason in [
+        ("pipe.txt", "a named pipe (FIFO), not a regular file; not read"),
+        ("zero.txt", "a character device, not a regular file; not read"),
+    ]:
+        result = _extract_file(str(tmp_path / name))
+        assert result.exit_code == 2
+        assert result.output.strip() == f"error: cannot read {tmp_path / name}: {reason}"
+    assert not opened & {str(tmp_path / "pipe.txt"), "/dev/zero"}
+
+
+# -- label files ----------------------------------------------------------------------------------
+
+
+def _hostile_dataset(tmp_path: Path) -> tuple[Path, dict[int, str]]:
+    """A receipts dataset: 16 good rows, then rows whose `file` must never be read; the reason
+    expected for each bad row, by line."""
+    from tests.reliability.helpers import RECEIPT_SCHEMA, make_receipts
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret.txt"
+    # Shaped like a receipt, so that if it leaked, the run would go on and carry it everywhere.
+    secret.write_text(f"Receipt\n{SECRET}\nDate: 01/02/2021\nTOTAL: 9.50")
+    root = tmp_path / "ds"
+    (root / "documents").mkdir(parents=True)
+    (root / "schema.json").write_text(json.dumps(RECEIPT_SCHEMA))
+    rows = []
+    for i, example in enumerate(make_receipts(16)):
+        (root / "documents" / f"{example.doc_id}.txt").write_text(f"Receipt\n{example.text}")
+        split = "train" if i < 8 else "dev"
+        rows.append({"doc_id": example.doc_id, "file": f"documents/{example.doc_id}.txt", "split": split})
+        rows[-1]["record"] = example.gold
+    gold = make_receipts(1)[0].gold
+    (root / "documents" / "link.txt").symlink_to(secret)
+    latin1 = "Receipt\nCaf\xe9 1\nDate: 01/02/2021\nTOTAL: 1.50"
+    (root / "documents" / "latin1.txt").write_bytes(latin1.encode("latin-1"))
+    os.mkfifo(root / "documents" / "pipe.txt")
+    not_read = "; not read"
+    hostile = {
+        "../outside/secret.txt": "'file' '../outside/secret.txt' leads outside the dataset folder" + not_read,
+        str(secret): f"'file' {str(secret)!r} is an absolute path, not one inside the dataset folder"
+        + not_read,
+        "documents/link.txt": (
+            f"document documents/link.txt: a symbolic link to a path outside the folder {root}" + not_read
+        ),
+        "documents/missing.txt": "document file not found: documents/missing.txt",
+        "documents/latin1.txt": (
+            "document could not be parsed: text is not UTF-8 (invalid byte 0xe9 at offset 11); "
+            "re-save it as UTF-8"
+        ),
+        "documents/pipe.txt": "document documents/pipe.txt: a named pipe (FIFO), not a regular file"
+        + not_read,
+    }
+    expected = {}
+    for i, (file_name, reason) in enumerate(hostile.items()):
+        rows.append({"doc_id": f"bad{i}", "file": file_name, "split": "train", "record": gold})
+        expected[len(rows)] = reason
+    (root / "labels.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return root, expected
+
+
+def test_label_rows_naming_files_outside_are_reported_and_never_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ieflow.datasets import load_corpus
+
+    root, expected = _hostile_dataset(tmp_path)
+    opened = spy_opens(monkeypatch)
+    with caplog.at_level(logging.WARNING, logger="ieflow"):
+        corpus = load_corpus(root)
+    assert {e.line: e.reason for e in corpus.errors} == expected
+    assert len(corpus.examples) == 16 and all(ex.doc_id.startswith("d") for ex in corpus.examples)
+    assert not opened & {str(tmp_path / "outside" / "secret.txt"), str(root / "documents" / "pipe.txt")}
+    assert SECRET not in json.dumps([ex.text for ex in corpus.examples])
+    warned = [r.getMessage() for r in caplog.records if r.name == "ieflow.labels"]
+    assert warned == [
+        f"{root / 'labels.jsonl'} line {line} (bad{i}): {reason}; row skipped"
+        for i, (line, reason) in enumerate(expected.items())
+    ]
+
+
+def test_split_labels_refuse_paths_that_leave_the_folder(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ieflow.labels import load_labels
+
+    root, expected = _hostile_dataset(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="ieflow"):
+        records, errors = load_labels(root / "labels.jsonl", root / "schema.json")
+    lexical = {line: reason for line, reason in expected.items() if reason.startswith("'file'")}
+    assert {e.line: e.reason for e in errors} == lexical  # the rest are checked where files are read
+    assert len(records) == 16 + len(expected) - len(lexical)
+    assert len([r for r in caplog.records if r.name == "ieflow.labels"]) == len(lexical)
+
+
+def test_an_optimizer_run_never_sees_a_file_outside_the_dataset(tmp_path: Path) -> None:
+    """The labels' hostile rows must not reach model requests, checkpoints, ledgers or results."""
+    from ieflow.optimize import Budget
+    from ieflow.optimize.gepa import GEPA, GEPAConfig
+    from ieflow.optimize.split_scoring import load_split_examples
+    from ieflow.program import ExtractionProgram
+    from tests.support.scripted_lm import ScriptedLM
+    from tests.test_gepa import reflector, student
+
+    root, _ = _hostile_dataset(tmp_path)
+    schema, splits = load_split_examples(root)
+    student_lm, reflector_lm = ScriptedLM(student), ScriptedLM(reflector, "scripted/reflector")
+    run_dir = tmp_path / "run"
+    optimizer = GEPA(
+        GEPAConfig(minibatch_size=3, merge_every=0),
+        run_dir=run_dir,
+        reflection_model=reflector_lm,
+        student_client=student_lm,
+        seed=1,
+    )
+    program = ExtractionProgram.from_schema(schema, model="scripted/lm")
+    result = optimizer.compile(program, splits["train"], splits["val"], Budget(max_metric_calls=30))
+    assert student_lm.calls and reflector_lm.calls  # the run did call the models
+    assert SECRET not in json.dumps([student_lm.calls, reflector_lm.calls])
+    assert files_containing(run_dir, SECRET) == []
+    assert files_containing(run_dir, "Receipt")  # the grep does see document text in the run's files
+    assert SECRET not in json.dumps(result.best_program.to_dict())
