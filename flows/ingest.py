@@ -26,6 +26,7 @@ from ieflow.ingest import (
     IngestOptions,
     ParserPool,
     assemble,
+    corpus_root,
     error_result,
     group_by_content,
     largest_first,
@@ -108,7 +109,8 @@ def ingest(params: IngestParams) -> dict[str, Any]:
         refs = discover_files(params.source, storage_options, options)
         groups, unreadable = group_by_content(refs)
         logger.info("%d files, %d distinct documents, %d unreadable", len(refs), len(groups), len(unreadable))
-        results = parse_documents(groups, options, pool, run_token, storage_options, params.cache_dir)
+        root = corpus_root(params.source, storage_options)  # parsing re-checks what hashing checked
+        results = parse_documents(groups, options, pool, run_token, storage_options, params.cache_dir, root)
     fresh = {sha for sha, result in results.items() if result.get("run_token") == run_token}
     documents, chunks = assemble(groups, results, unreadable)
     outputs = write_ingest_tables(documents, chunks, params.out)
@@ -138,6 +140,7 @@ def parse_documents(
     run_token: str,
     storage_options: dict[str, Any] | None,
     cache_dir: str | None,
+    root: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """One `parse-document` task per distinct content, biggest first; {sha256: result}. A task
     that fails (a transient parse error, result storage) becomes an error row, not a failed run."""
@@ -154,6 +157,7 @@ def parse_documents(
         pool=unmapped(pool),
         storage_options=unmapped(storage_options),
         run_token=unmapped(run_token),
+        root=unmapped(root),
     )
     results = {}
     for sha, uri, future in zip(shas, uris, futures, strict=True):

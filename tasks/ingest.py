@@ -71,13 +71,18 @@ def parse_document(
     pool: ParserPool | None = None,
     storage_options: dict[str, Any] | None = None,
     run_token: str = "",
+    root: str | None = None,
 ) -> dict[str, Any]:
     """Parse and chunk one document in a worker process; `run_token` marks fresh (uncached) results.
+    The file is read only if its real path lies inside `root` (the corpus folder).
 
     `fingerprint` must be `options.fingerprint()`; it is a parameter so the cache key can be
     computed without re-deriving it (a slow salted hash when a password is set).
     """
-    result = pool.run(uri, options, storage_options) if pool else process_file(uri, options, storage_options)
+    if pool:
+        result = pool.run(uri, options, storage_options, root)
+    else:
+        result = process_file(uri, options, storage_options, root)
     if result.get("transient"):
         # Raising keeps a possibly passing error (a vanished file, a time limit on a busy machine)
         # out of the cache; the flow turns it into an error row.

@@ -32,23 +32,25 @@ class FileRef:
         return doc_id_for(self.sha256 or hashlib.sha256(b"unreadable:" + self.uri.encode()).hexdigest())
 
 
-def _listing(source: str, storage_options: dict[str, Any] | None) -> tuple[Any, str, list[str], bool]:
-    """(filesystem, the folder the files lie in, their paths, whether local)."""
+def _is_glob(path: str) -> bool:
+    return any(ch in path for ch in "*?[")
+
+
+def _locate(source: str, storage_options: dict[str, Any] | None) -> tuple[Any, str, str, bool]:
+    """(filesystem, path, the folder the corpus's files lie in, whether local)."""
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(source, **(storage_options or {}))
     local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
-    root = path
-    if any(ch in path for ch in "*?["):
+    if _is_glob(path):
         root = path[: min(path.find(ch) for ch in "*?[" if ch in path)].rsplit("/", 1)[0]
-        paths = [p for p in fs.glob(path) if not fs.isdir(p)]  # a pipe or device is kept: reported
     elif fs.isdir(path):
-        paths = fs.find(path)  # lists links to folders without entering them
-    elif fs.isfile(path) or (local and os.path.lexists(path)):
-        root, paths = path.rsplit("/", 1)[0], [path]
+        root = path
+    elif fs.isfile(path) or (local and os.path.lexists(path)):  # a lone pipe or link: reported
+        root = path.rsplit("/", 1)[0]
     else:
         raise FileNotFoundError(f"ingest source not found: {source}")
-    return fs, root, paths, local
+    return fs, path, root, local
 
 
 def discover(source: str, *, storage_options: dict[str, Any] | None = None) -> list[str]:
@@ -57,7 +59,13 @@ def discover(source: str, *, storage_options: dict[str, Any] | None = None) -> l
     Hidden files and folders (".name") below the source are skipped: OS litter, temporary files,
     version control, not documents. Links, pipes and devices are listed: hashing reports them.
     """
-    fs, root, paths, local = _listing(source, storage_options)
+    fs, path, root, local = _locate(source, storage_options)
+    if _is_glob(path):
+        paths = [p for p in fs.glob(path) if not fs.isdir(p)]  # a pipe or device is kept: reported
+    elif root == path:
+        paths = fs.find(path)  # lists links to folders without entering them
+    else:
+        paths = [path]
     paths = [p for p in paths if not any(part.startswith(".") for part in p[len(root) :].split("/"))]
     return sorted(p if local else fs.unstrip_protocol(p) for p in paths)
 
@@ -65,7 +73,7 @@ def discover(source: str, *, storage_options: dict[str, Any] | None = None) -> l
 def corpus_root(source: str, storage_options: dict[str, Any] | None = None) -> str | None:
     """The local folder every file of the corpus must really lie inside; None for a remote source
     (it has no links, pipes or devices)."""
-    _, root, _, local = _listing(source, storage_options)
+    _, _, root, local = _locate(source, storage_options)
     return root if local else None
 
 
