@@ -124,6 +124,27 @@ def test_ingest_reads_only_regular_files_inside_the_corpus(
     assert files_containing(out, SECRET) == [] and files_containing(out, "root:x:0:0") == []
 
 
+@pytest.mark.slow
+def test_the_ingest_flow_reads_only_regular_files_inside_the_corpus(
+    tmp_path: Path, prefect_harness: None
+) -> None:
+    """The Prefect flow hashes in a task and parses in tasks on a worker pool: the same rules."""
+    from ieflow_flows.ingest import IngestParams, ingest
+
+    corpus, _ = _hostile_corpus(tmp_path)
+    out = tmp_path / "out"
+    params = IngestParams(
+        source=str(corpus), out=str(out), workers=1, max_file_mb=0.002, cache_dir=str(tmp_path / "cache")
+    )
+    summary = ingest(params)
+    statuses = _statuses(out)
+    for name, (status, reason) in HOSTILE_REASONS.items():
+        assert statuses[name][0] == status, (name, statuses[name])
+        assert reason is None or (statuses[name][1] or "").startswith(reason), (name, statuses[name])
+    assert summary["status_counts"] == {"ok": 2, "empty": 0, "error": 8}
+    assert files_containing(out, SECRET) == [] and files_containing(tmp_path / "cache", SECRET) == []
+
+
 def test_follow_symlinks_reads_links_that_stay_inside_and_no_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
