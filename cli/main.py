@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from ieflow.documents.source import DEFAULT_MAX_FILE_MB
 from ieflow_cli.params import flow_params
 from ieflow_cli.progress import show_progress
 
@@ -131,10 +132,12 @@ def extract_file(
     schema: Path | None = typer.Option(None, help="JSON Schema of the record (or use --program)."),
     program: Path | None = typer.Option(None, help="A program JSON file."),
     model: str | None = typer.Option(None, help="litellm model name, e.g. openai/gpt-4o-mini."),
+    file_timeout: float = typer.Option(600.0, min=0, help="Time limit to read and parse it (0: none)."),
+    max_file_mb: float = typer.Option(DEFAULT_MAX_FILE_MB, min=0.001, help="Size cap: bigger files unread."),
 ) -> None:
     """Extract one document and print the record as JSON."""
-    from ieflow.documents.parse import parse_file
     from ieflow.extraction import extract
+    from ieflow.ingest import IngestOptions, parse_within_limits
     from ieflow.program import ExtractionProgram
 
     if (schema is None) == (program is None):
@@ -142,7 +145,10 @@ def extract_file(
     prog = ExtractionProgram.load(program) if program else ExtractionProgram.from_schema(schema, model=model)
     if model:
         prog = prog.replace(model=model)
-    parsed = parse_file(str(document))
+    # The file named here may be a link, but only to a regular file; read under the same size cap
+    # and time limit as ingest.
+    limits = IngestOptions(file_timeout_s=file_timeout, max_file_mb=max_file_mb, follow_symlinks=True)
+    parsed = parse_within_limits(str(document), limits)
     if parsed.status == "error":
         typer.echo(f"error: cannot read {document}: {parsed.error}", err=True)
         raise typer.Exit(2)

@@ -20,11 +20,13 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from ieflow.documents.parse import DEFAULT_MAX_PAGES
+from ieflow.documents.source import DEFAULT_MAX_FILE_MB
 from ieflow.ingest import (
     FileRef,
     IngestOptions,
     ParserPool,
     assemble,
+    corpus_root,
     error_result,
     group_by_content,
     largest_first,
@@ -47,7 +49,13 @@ class IngestParams(BaseModel):
     ocr_lang: str = Field("eng", description="Tesseract language(s), e.g. 'eng+deu'.")
     target_tokens: int = Field(512, ge=16, description="Chunk size target (estimated tokens).")
     overlap_tokens: int = Field(64, ge=0, description="Tokens repeated between neighbouring chunks.")
-    file_timeout_s: float = Field(600.0, ge=0, description="Per-file parse time limit (0: none).")
+    file_timeout_s: float = Field(600.0, ge=0, description="Per-file read+parse time limit (0: none).")
+    max_file_mb: float = Field(
+        DEFAULT_MAX_FILE_MB, gt=0, description="Size cap: bigger files are error rows, never read."
+    )
+    follow_symlinks: bool = Field(
+        False, description="Read links whose real path stays inside the source (others never)."
+    )
     pdf_password: SecretStr | None = Field(
         None, description="Password for encrypted PDFs (runs started here; stored parameters are masked)."
     )
@@ -83,6 +91,8 @@ class IngestParams(BaseModel):
             overlap_tokens=self.overlap_tokens,
             file_timeout_s=self.file_timeout_s,
             password=password,
+            max_file_mb=self.max_file_mb,
+            follow_symlinks=self.follow_symlinks,
         )
 
 
@@ -96,10 +106,11 @@ def ingest(params: IngestParams) -> dict[str, Any]:
     options, storage_options = params.options(), params.storage_options or None
     run_token = uuid.uuid4().hex  # marks the results parsed by this run (the rest came from the cache)
     with ParserPool(params.workers) as pool:  # workers start while the files are listed
-        refs = discover_files(params.source, storage_options)
+        refs = discover_files(params.source, storage_options, options)
         groups, unreadable = group_by_content(refs)
         logger.info("%d files, %d distinct documents, %d unreadable", len(refs), len(groups), len(unreadable))
-        results = parse_documents(groups, options, pool, run_token, storage_options, params.cache_dir)
+        root = corpus_root(params.source, storage_options)  # parsing re-checks what hashing checked
+        results = parse_documents(groups, options, pool, run_token, storage_options, params.cache_dir, root)
     fresh = {sha for sha, result in results.items() if result.get("run_token") == run_token}
     documents, chunks = assemble(groups, results, unreadable)
     outputs = write_ingest_tables(documents, chunks, params.out)
@@ -129,6 +140,7 @@ def parse_documents(
     run_token: str,
     storage_options: dict[str, Any] | None,
     cache_dir: str | None,
+    root: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """One `parse-document` task per distinct content, biggest first; {sha256: result}. A task
     that fails (a transient parse error, result storage) becomes an error row, not a failed run."""
@@ -145,6 +157,7 @@ def parse_documents(
         pool=unmapped(pool),
         storage_options=unmapped(storage_options),
         run_token=unmapped(run_token),
+        root=unmapped(root),
     )
     results = {}
     for sha, uri, future in zip(shas, uris, futures, strict=True):

@@ -2,9 +2,11 @@
 
 A dataset folder holds `schema.json`, `labels.jsonl` with rows `{"doc_id", "file", "split",
 "record"}` and `documents/` (`load_corpus`). Gold records are validated against the schema
-(`ieflow.labels`); a bad row becomes a `LabelError` and the good rows still load. A document's text
-comes from the parser and is cached on disk by content hash. `holdout_split` turns the datasets'
-train/dev into train/val/test with the deterministic hash assignment of `ieflow.splits`.
+(`ieflow.labels`); a bad row becomes a `LabelError` (and a logged warning) and the good rows still
+load. A document is read only if it is a regular file inside the dataset folder (links may not lead
+out; `ieflow.documents.source`), under the size cap. Its text comes from the parser and is cached on
+disk by content hash. `holdout_split` turns the datasets' train/dev into train/val/test with the
+deterministic hash assignment of `ieflow.splits`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from ieflow import config, storage
-from ieflow.labels import LabelError, check_label_row, read_jsonl_rows
+from ieflow.documents.parsed import ParseError
+from ieflow.documents.source import ReadRules, SourceNotFound, read_source_bytes
+from ieflow.labels import LabelError, check_label_row, read_jsonl_rows, warn_label_errors
 from ieflow.schema import load_schema
 from ieflow.splits.assign import assign_splits, hash_unit
 
@@ -53,11 +57,6 @@ class LabelledCorpus:
 # --- documents ----------------------------------------------------------------------------------
 
 
-def file_sha256(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def _parser() -> Any:
     try:
         from ieflow.documents import parse
@@ -74,19 +73,20 @@ def text_cache_path(sha256: str, parser_version: str | None) -> Path:
     return (folder / f"v{parser_version}" if parser_version else folder) / f"{sha256}.txt"
 
 
-def document_text(path: Path, sha256: str) -> str:
-    """The text of one document via `ieflow.documents.parse.parse_file`; non-plain-text results are
-    cached on disk (see `text_cache_path`). Raises ValueError when the document cannot be parsed."""
+def document_text(path: Path, sha256: str, data: bytes) -> str:
+    """The text of one document (its bytes `data`, already read) via
+    `ieflow.documents.parse.parse_file`; non-plain-text results are cached on disk (see
+    `text_cache_path`). Raises ValueError when the document cannot be parsed."""
     parser = _parser()
     plain = path.suffix.lower() in _TEXT_SUFFIXES
     if parser is None:
         if plain:
-            return path.read_text(encoding="utf-8", errors="replace")
+            return data.decode("utf-8", errors="replace")
         raise ValueError(f"no parser for {path.suffix} files (ieflow.documents.parse is not importable)")
     cached = None if plain else text_cache_path(sha256, getattr(parser, "PARSER_VERSION", None))
     if cached is not None and cached.exists():
         return cached.read_text(encoding="utf-8")
-    parsed = parser.parse_file(path)
+    parsed = parser.parse_file(path, data=data)
     if getattr(parsed, "status", "ok") == "error" or getattr(parsed, "error", None):
         raise ValueError(f"document could not be parsed: {getattr(parsed, 'error', None) or 'unknown error'}")
     text = parsed.text or ""
@@ -95,13 +95,40 @@ def document_text(path: Path, sha256: str) -> str:
     return text
 
 
+def read_document(root: Path, file_name: str) -> bytes:
+    """The bytes of a row's document, read only if it is a regular file whose real path lies inside
+    the dataset folder (a link is followed only while it stays inside) and under the size cap.
+    Raises ValueError with the reason."""
+    try:
+        return read_source_bytes(str(root / file_name), ReadRules(root=str(root), follow_symlinks=True))
+    except SourceNotFound as exc:
+        raise ValueError(f"document file not found: {file_name}") from exc
+    except ParseError as exc:
+        raise ValueError(f"document {file_name}: {exc}") from exc
+    except OSError as exc:
+        raise ValueError(f"document {file_name} could not be read: {exc.strerror or exc}") from exc
+
+
+def _example(root: Path, row: dict[str, Any], doc_id: str, record: Any, with_text: bool) -> Example:
+    """The example of a checked label row; ValueError (the reason) when its document cannot be used."""
+    file_name = row.get("file")
+    if not isinstance(file_name, str):
+        raise ValueError("no 'file' given for the document")
+    data = read_document(root, file_name)
+    sha = hashlib.sha256(data).hexdigest()
+    text = document_text(root / file_name, sha, data) if with_text else ""
+    return Example(doc_id, text, record, row.get("split"), str(root / file_name), sha)
+
+
 def load_corpus(
     dataset_dir: str | Path, *, limit: int | None = None, with_text: bool = True
 ) -> LabelledCorpus:
     """Load a dataset in the shared layout (schema.json, labels.jsonl, documents/).
 
-    `limit` keeps the first N label rows (before validation). `with_text=False` skips reading the
-    documents (text ""), for work that needs only the gold records.
+    `limit` keeps the first N label rows (before validation). `with_text=False` skips parsing the
+    documents (text ""), for work that needs only the gold records. A row whose document is
+    missing, outside the folder, a link leading out, not a regular file, too big or unparseable is
+    a `LabelError` (logged too); its document is never read or parsed.
     """
     root = Path(dataset_dir)
     schema = load_schema(root / "schema.json")
@@ -115,24 +142,17 @@ def load_corpus(
             errors.append(LabelError(line_no, None, row))
             continue
         doc_id, record, reason = check_label_row(row, schema, seen)
-        file_name = row.get("file")
-        if reason is None and not isinstance(file_name, str):
-            reason = "no 'file' given for the document"
-        doc_path = root / file_name if isinstance(file_name, str) else None
-        if reason is None and doc_path is not None and not doc_path.is_file():
-            reason = f"document file not found: {file_name}"
-        text, sha = "", None
-        if reason is None and doc_path is not None:
-            sha = file_sha256(doc_path)
+        if reason is None:
             try:
-                text = document_text(doc_path, sha) if with_text else ""
-            except (ValueError, OSError) as exc:
+                example = _example(root, row, doc_id, record, with_text)  # type: ignore[arg-type]
+            except ValueError as exc:
                 reason = str(exc)
         if reason:
             errors.append(LabelError(line_no, doc_id, reason))
             continue
         seen[doc_id] = line_no  # type: ignore[index]
-        examples.append(Example(doc_id, text, record, row.get("split"), str(doc_path), sha))  # type: ignore[arg-type]
+        examples.append(example)
+    warn_label_errors(root / "labels.jsonl", errors)
     return LabelledCorpus(root.name, schema, examples, errors)
 
 

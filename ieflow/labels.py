@@ -2,8 +2,9 @@
 
 Two shapes of row load: `{"doc_id", "record", "split"?, "file"?}`, or the record's fields at the
 top level beside `doc_id`. A CSV has a `record` JSON column or one column per top-level field (cells
-coerced to the schema's types). A bad row becomes a `LabelError` (line number and reason) and the
-good rows still load. Absent nullable fields become explicit nulls: in the shared datasets an
+coerced to the schema's types). A bad row becomes a `LabelError` (line number and reason, and a
+logged warning) and the good rows still load; a `file` that is absolute or climbs out with `..`
+is such a row. Absent nullable fields become explicit nulls: in the shared datasets an
 absent value means "not in the document", exactly as null does.
 """
 
@@ -11,14 +12,17 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from ieflow.schema import load_schema, resolve, top_level_fields, types_of, validate_record
 
 _META_KEYS = ("doc_id", "file", "split", "source")
+log = logging.getLogger("ieflow.labels")
 
 
 @dataclass(frozen=True)
@@ -150,7 +154,26 @@ def check_label_row(
     split = row.get("split")
     if split is not None and not isinstance(split, str):
         return doc_id, None, f"split must be a string, got {split!r}"
+    problem = label_file_problem(row.get("file"))
+    if problem:
+        return doc_id, None, problem
     return doc_id, record, None
+
+
+def label_file_problem(file_name: object) -> str | None:
+    """Why a row's `file` cannot name a document inside the dataset folder (None: it can, or the
+    row gives none). Only the text is looked at: what the path really leads to is checked where
+    the document is read (`ieflow.datasets`)."""
+    if file_name is None:
+        return None
+    if not isinstance(file_name, str) or not file_name.strip() or "\x00" in file_name:
+        return f"'file' must be a path relative to the dataset folder, got {str(file_name)[:80]!r}"
+    windows = PureWindowsPath(file_name)
+    if file_name.startswith(("/", "\\")) or windows.drive or windows.is_absolute():
+        return f"'file' {file_name[:80]!r} is an absolute path, not one inside the dataset folder; not read"
+    if ".." in re.split(r"[\\/]", file_name):
+        return f"'file' {file_name[:80]!r} leads outside the dataset folder; not read"
+    return None
 
 
 def load_labels(
@@ -171,7 +194,14 @@ def load_labels(
             continue
         seen[doc_id] = line_no  # type: ignore[index]
         records[doc_id] = record  # type: ignore[index]
+    warn_label_errors(path, errors)
     return records, errors
+
+
+def warn_label_errors(path: str | Path, errors: list[LabelError]) -> None:
+    """One warning per skipped row, so that none is dropped without a word."""
+    for error in errors:
+        log.warning("%s %s; row skipped", path, error)
 
 
 def read_label_column(path: str | Path, column: str) -> dict[str, str]:

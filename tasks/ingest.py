@@ -21,6 +21,7 @@ from ieflow.ingest import (
     FileRef,
     IngestOptions,
     ParserPool,
+    corpus_root,
     discover,
     hash_files,
     process_file,
@@ -46,9 +47,13 @@ class ContentHashPolicy(CachePolicy):
 
 
 @task(name="discover-files", cache_policy=NO_CACHE)
-def discover_files(source: str, storage_options: dict[str, Any] | None = None) -> list[FileRef]:
-    """List the source and hash every file (hashing is what makes the parse cache content-keyed)."""
-    return hash_files(discover(source, storage_options=storage_options), storage_options)
+def discover_files(
+    source: str, storage_options: dict[str, Any] | None = None, options: IngestOptions | None = None
+) -> list[FileRef]:
+    """List the source and hash every file (hashing is what makes the parse cache content-keyed),
+    reading only regular files inside the source, within the size cap and the time limit."""
+    rules = (options or IngestOptions()).read_rules(corpus_root(source, storage_options))
+    return hash_files(discover(source, storage_options=storage_options), storage_options, rules=rules)
 
 
 @task(
@@ -66,13 +71,18 @@ def parse_document(
     pool: ParserPool | None = None,
     storage_options: dict[str, Any] | None = None,
     run_token: str = "",
+    root: str | None = None,
 ) -> dict[str, Any]:
     """Parse and chunk one document in a worker process; `run_token` marks fresh (uncached) results.
+    The file is read only if its real path lies inside `root` (the corpus folder).
 
     `fingerprint` must be `options.fingerprint()`; it is a parameter so the cache key can be
     computed without re-deriving it (a slow salted hash when a password is set).
     """
-    result = pool.run(uri, options, storage_options) if pool else process_file(uri, options, storage_options)
+    if pool:
+        result = pool.run(uri, options, storage_options, root)
+    else:
+        result = process_file(uri, options, storage_options, root)
     if result.get("transient"):
         # Raising keeps a possibly passing error (a vanished file, a time limit on a busy machine)
         # out of the cache; the flow turns it into an error row.

@@ -92,7 +92,7 @@ def test_shared_sroie_loads_with_text_and_splits() -> None:
 def test_parsed_text_is_cached_by_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[Path] = []
 
-    def parse_file(path: Path) -> types.SimpleNamespace:
+    def parse_file(path: Path, data: bytes | None = None) -> types.SimpleNamespace:
         calls.append(Path(path))
         return types.SimpleNamespace(text=f"parsed {Path(path).name}", status="ok", error=None)
 
@@ -109,7 +109,9 @@ def test_parsed_text_is_cached_by_content(tmp_path: Path, monkeypatch: pytest.Mo
     sha = first.examples[0].content_hash
     assert (tmp_path / "home" / "text-cache" / "v7" / f"{sha}.txt").exists()
 
-    fake.parse_file = lambda path: types.SimpleNamespace(text="", status="error", error="encrypted")  # type: ignore[attr-defined]
+    fake.parse_file = lambda path, data=None: types.SimpleNamespace(
+        text="", status="error", error="encrypted"
+    )  # type: ignore[attr-defined]
     root2 = make_dataset(tmp_path / "ds2", [row("b", file="documents/b.pdf")], {"b.pdf": "other bytes"})
     broken = load_corpus(root2)
     assert broken.examples == [] and "encrypted" in broken.errors[0].reason

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -277,3 +278,31 @@ def test_largest_files_are_parsed_first() -> None:
     groups = {"a": [FileRef("a", size=5)], "b": [FileRef("b", size=50)], "c": [FileRef("c")]}
     assert largest_first(groups) == ["b", "a", "c"]
     assert largest_first(groups, ["c", "a"]) == ["a", "c"]
+
+
+def test_time_limit_in_a_thread_fires_and_leaves_nothing_behind() -> None:
+    """Off the main thread the limit is an asynchronous exception: it must stop a pure-Python loop,
+    and a block that ends in time must not get a late one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ieflow.ingest import FileTimeout, time_limit
+
+    def spin() -> str:
+        try:
+            with time_limit(0.2):
+                while True:
+                    pass
+        except FileTimeout as exc:
+            return str(exc)
+
+    def quick_then_wait() -> str:
+        with time_limit(0.2):
+            total = sum(range(1000))
+        time.sleep(1.5)  # past the limit and one re-fire: nothing may arrive now
+        return f"done {total}"
+
+    with ThreadPoolExecutor(1) as pool:
+        assert (
+            pool.submit(spin).result(timeout=30) == "parsing took longer than 0.2 s (file_timeout_s); skipped"
+        )
+        assert pool.submit(quick_then_wait).result(timeout=30) == "done 499500"

@@ -29,7 +29,9 @@ def parse_with_unstructured(doc: ParsedDocument, data: bytes, kind: str) -> None
         elif kind == "html":
             from unstructured.partition.html import partition_html
 
-            elements = partition_html(text=decode_text(data))
+            text = decode_text(data)
+            check_html_limits(text)
+            elements = partition_html(text=text)
         elif kind == "md":
             from unstructured.partition.md import partition_md
 
@@ -50,6 +52,25 @@ def parse_with_unstructured(doc: ParsedDocument, data: bytes, kind: str) -> None
         if text and element.category != "PageBreak":
             items.append((element.category, text, element.metadata.page_number or 1))
     _set_elements(doc, [item for item in items if item[1]])
+
+
+def check_html_limits(text: str) -> None:
+    """A ParseError when libxml2 (under unstructured's lxml) stops at one of its resource limits,
+    such as nesting deeper than 256 elements: it then returns a cut tree and the text comes back
+    empty or partial with no word of why."""
+    from lxml import etree
+
+    parser = etree.HTMLParser(remove_comments=True, remove_pis=True)
+    try:
+        etree.fromstring(text.encode("utf-8"), parser)
+    except etree.LxmlError:  # malformed beyond recovery: unstructured's own parse gives the reason
+        return
+    for entry in parser.error_log:
+        if entry.type_name == "ERR_RESOURCE_LIMIT":
+            limit = entry.message.split(",")[0].strip()  # drop libxml2's "use XML_PARSE_HUGE" advice
+            raise ParseError(
+                f"HTML beyond the parser's limits ({limit}): its text cannot be extracted in full; not parsed"
+            )
 
 
 def _email_header(metadata: Any) -> str:

@@ -33,6 +33,7 @@ from ieflow.documents.parsed import (
     set_pages,
 )
 from ieflow.documents.pdf import MIN_PAGE_CHARS, parse_pdf
+from ieflow.documents.source import ReadRules, read_source_bytes
 from ieflow.documents.text import decode_text, split_form_feeds
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "Method",
     "ParseError",
     "ParsedDocument",
+    "ReadRules",
     "Status",
     "decode_text",
     "detect_format",
@@ -126,18 +128,11 @@ def _fail(doc: ParsedDocument, reason: str) -> None:
     doc.text, doc.pages, doc.elements, doc.ocr_pages = "", [], [], []
 
 
-def read_source(source: str) -> bytes:
+def read_source(source: str, rules: ReadRules | None = None) -> bytes:
+    """The bytes of a local path or URL, under `rules` (default: a file a person named: links are
+    followed, but only to a regular file, within the size cap); a ParseError says why not."""
     try:
-        if "://" not in source or source.startswith("file://"):
-            return Path(source.removeprefix("file://")).read_bytes()
-        import fsspec
-
-        with fsspec.open(source, "rb") as handle:
-            return bytes(handle.read())
-    except FileNotFoundError as exc:
-        raise ParseError("file not found: it was removed or renamed before it could be read") from exc
-    except IsADirectoryError as exc:
-        raise ParseError("this is a folder, not a file") from exc
+        return read_source_bytes(source, rules or ReadRules(follow_symlinks=True))
     except PermissionError as exc:
         raise ParseError("permission denied when reading the file") from exc
 

@@ -4,16 +4,24 @@
 document; `source_uris` lists every name) plus one row per file that could not even be read.
 `chunks.parquet` has the chunks of every "ok" document. Columns: `DOCUMENT_COLUMNS`, `CHUNK_COLUMNS`.
 
-The modules follow the run: `files` (discover, hash, group equal contents), `options` (what a
-parse depends on: the cache key), `process` (one file -> one result), `pool` (parser worker
-processes), `tables` (the two Parquet tables), `summary` (the run's report) and `run` (all of it in
-plain Python; the Prefect flow composes the same pieces).
+The modules follow the run: `files` (discover, hash under the read rules, group equal contents),
+`options` (what a parse depends on: the cache key; and the read limits), `process` (one file -> one
+result), `timelimit` (the per-file limit in any thread), `pool` (parser worker processes), `tables`
+(the two Parquet tables), `summary` (the run's report) and `run` (all of it in plain Python; the
+Prefect flow composes the same pieces). What may be read at all: `ieflow.documents.source`.
 """
 
-from ieflow.ingest.files import FileRef, discover, group_by_content, hash_files, largest_first
+from ieflow.ingest.files import (
+    FileRef,
+    corpus_root,
+    discover,
+    group_by_content,
+    hash_files,
+    largest_first,
+)
 from ieflow.ingest.options import IngestOptions
 from ieflow.ingest.pool import ParserPool
-from ieflow.ingest.process import FileTimeout, error_result, process_file
+from ieflow.ingest.process import error_result, parse_within_limits, process_file
 from ieflow.ingest.run import run_ingest
 from ieflow.ingest.summary import IngestSummary, summarize, summary_markdown
 from ieflow.ingest.tables import (
@@ -24,6 +32,7 @@ from ieflow.ingest.tables import (
     to_frames,
     write_tables,
 )
+from ieflow.ingest.timelimit import FileTimeout, time_limit
 
 __all__ = [
     "CHUNK_COLUMNS",
@@ -34,16 +43,19 @@ __all__ = [
     "IngestSummary",
     "ParserPool",
     "assemble",
+    "corpus_root",
     "discover",
     "error_result",
     "group_by_content",
     "hash_files",
     "largest_first",
     "load_previous",
+    "parse_within_limits",
     "process_file",
     "run_ingest",
     "summarize",
     "summary_markdown",
+    "time_limit",
     "to_frames",
     "write_tables",
 ]

@@ -1,14 +1,18 @@
-"""Finding the corpus's files (folder, glob or fsspec URL), hashing them, grouping equal contents."""
+"""Finding the corpus's files (folder, glob or fsspec URL), hashing them under the read rules
+(regular files inside the corpus, size cap, deadline), grouping equal contents."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ieflow.documents.parse import ParseError, doc_id_for, read_source
+from ieflow.documents.parse import ParseError, doc_id_for
+from ieflow.documents.source import ReadRules, iter_source, read_source_bytes
+from ieflow.ingest.options import IngestOptions
 
 
 @dataclass
@@ -28,57 +32,85 @@ class FileRef:
         return doc_id_for(self.sha256 or hashlib.sha256(b"unreadable:" + self.uri.encode()).hexdigest())
 
 
+def _is_glob(path: str) -> bool:
+    return any(ch in path for ch in "*?[")
+
+
+def _locate(source: str, storage_options: dict[str, Any] | None) -> tuple[Any, str, str, bool]:
+    """(filesystem, path, the folder the corpus's files lie in, whether local)."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(source, **(storage_options or {}))
+    local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+    if _is_glob(path):
+        root = path[: min(path.find(ch) for ch in "*?[" if ch in path)].rsplit("/", 1)[0]
+    elif fs.isdir(path):
+        root = path
+    elif fs.isfile(path) or (local and os.path.lexists(path)):  # a lone pipe or link: reported
+        root = path.rsplit("/", 1)[0]
+    else:
+        raise FileNotFoundError(f"ingest source not found: {source}")
+    return fs, path, root, local
+
+
 def discover(source: str, *, storage_options: dict[str, Any] | None = None) -> list[str]:
     """Files under a folder (recursive), matching a glob, or one file; local or any fsspec URL.
 
     Hidden files and folders (".name") below the source are skipped: OS litter, temporary files,
-    version control, not documents.
+    version control, not documents. Links, pipes and devices are listed: hashing reports them.
     """
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(source, **(storage_options or {}))
-    root = path
-    if any(ch in path for ch in "*?["):
-        root = path[: min(path.find(ch) for ch in "*?[" if ch in path)].rsplit("/", 1)[0]
-        paths = [p for p in fs.glob(path) if fs.isfile(p)]
-    elif fs.isdir(path):
-        paths = fs.find(path)
-    elif fs.isfile(path):
-        root, paths = path.rsplit("/", 1)[0], [path]
+    fs, path, root, local = _locate(source, storage_options)
+    if _is_glob(path):
+        paths = [p for p in fs.glob(path) if not fs.isdir(p)]  # a pipe or device is kept: reported
+    elif root == path:
+        paths = fs.find(path)  # lists links to folders without entering them
     else:
-        raise FileNotFoundError(f"ingest source not found: {source}")
+        paths = [path]
     paths = [p for p in paths if not any(part.startswith(".") for part in p[len(root) :].split("/"))]
-    local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
     return sorted(p if local else fs.unstrip_protocol(p) for p in paths)
 
 
+def corpus_root(source: str, storage_options: dict[str, Any] | None = None) -> str | None:
+    """The local folder every file of the corpus must really lie inside; None for a remote source
+    (it has no links, pipes or devices)."""
+    _, _, root, local = _locate(source, storage_options)
+    return root if local else None
+
+
 def hash_files(
-    uris: list[str], storage_options: dict[str, Any] | None = None, threads: int = 8
+    uris: list[str],
+    storage_options: dict[str, Any] | None = None,
+    threads: int = 8,
+    *,
+    rules: ReadRules | None = None,
 ) -> list[FileRef]:
-    """Content hashes. Threads suffice: hashlib and file reads release the GIL."""
+    """Content hashes, read under `rules` (default: `IngestOptions().read_rules(None)`): a link,
+    pipe, device or oversized file is a FileRef with the reason, never opened; a slow read stops
+    at the deadline. Threads suffice: hashlib and file reads release the GIL."""
+    rules = rules or IngestOptions().read_rules(None)
 
     def one(uri: str) -> FileRef:
+        digest, size = hashlib.sha256(), 0
         try:
-            data = read_file(uri, storage_options)
+            for chunk in iter_source(uri, rules, storage_options):
+                digest.update(chunk)
+                size += len(chunk)
         except ParseError as exc:
             return FileRef(uri, error=str(exc))
-        return FileRef(uri, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+        except OSError as exc:
+            return FileRef(uri, error=f"could not read the file: {exc.strerror or exc}")
+        return FileRef(uri, size=size, sha256=digest.hexdigest())
 
     with ThreadPoolExecutor(threads) as pool:
         return list(pool.map(one, uris))
 
 
-def read_file(uri: str, storage_options: dict[str, Any] | None) -> bytes:
-    """The file's bytes (fsspec with options when given); a vanished file is a ParseError."""
-    if not storage_options:
-        return read_source(uri)
-    import fsspec
-
+def read_file(uri: str, storage_options: dict[str, Any] | None, rules: ReadRules | None = None) -> bytes:
+    """The file's bytes under `rules` (as `hash_files`); a ParseError says why it cannot be read."""
     try:
-        with fsspec.open(uri, "rb", **storage_options) as handle:
-            return bytes(handle.read())
-    except FileNotFoundError as exc:
-        raise ParseError("file not found: it was removed or renamed before it could be read") from exc
+        return read_source_bytes(uri, rules or IngestOptions().read_rules(None), storage_options)
+    except PermissionError as exc:
+        raise ParseError("permission denied when reading the file") from exc
 
 
 def group_by_content(refs: list[FileRef]) -> tuple[dict[str, list[FileRef]], list[FileRef]]:

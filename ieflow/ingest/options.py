@@ -8,6 +8,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from ieflow.documents.parse import DEFAULT_MAX_PAGES, PARSER_VERSION
+from ieflow.documents.source import DEFAULT_MAX_FILE_MB, ReadRules
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,18 @@ class IngestOptions:
     overlap_tokens: int = 64
     file_timeout_s: float = 600.0
     password: str | None = field(default=None, repr=False)
+    max_file_mb: float = DEFAULT_MAX_FILE_MB  # bigger files are error rows, never read
+    follow_symlinks: bool = False  # links whose real path stays inside the corpus; others never
+
+    def read_rules(self, root: str | None) -> ReadRules:
+        """What a read may touch: regular files inside `root` (None: anywhere), under the size cap
+        and the time limit."""
+        return ReadRules(
+            root=root,
+            follow_symlinks=self.follow_symlinks,
+            max_bytes=int(self.max_file_mb * 1_000_000),
+            timeout_s=self.file_timeout_s,
+        )
 
     def fingerprint(self) -> str:
         """A short stable hash of the options and parser version. The password enters only as a
@@ -31,7 +44,8 @@ class IngestOptions:
 @functools.lru_cache(maxsize=16)  # the salted hash is deliberately slow: once per options value
 def _fingerprint(options: IngestOptions) -> str:
     values = asdict(options)
-    values.pop("file_timeout_s")  # a time limit does not change a successful result
+    for name in ("file_timeout_s", "max_file_mb", "follow_symlinks"):
+        values.pop(name)  # limits on what is read do not change what a file parses to
     if options.password is not None:
         values["password"] = hashlib.pbkdf2_hmac(
             "sha256", options.password.encode(), b"ieflow-ingest-cache", 100_000

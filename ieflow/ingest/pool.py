@@ -64,14 +64,19 @@ class ParserPool:
             return self._executor
 
     def run(
-        self, uri: str, options: IngestOptions, storage_options: dict[str, Any] | None = None
+        self,
+        uri: str,
+        options: IngestOptions,
+        storage_options: dict[str, Any] | None = None,
+        root: str | None = None,
     ) -> dict[str, Any]:
-        """Process one file, blocking; never raises for a bad file."""
-        if self.workers == 0:  # in-process: for debugging and tiny corpora
-            return process_file(uri, options, storage_options)
+        """Process one file (only if it really lies inside `root`), blocking; never raises for a
+        bad file."""
+        if self.workers == 0:  # in-process (the time limit still applies): debugging, tiny corpora
+            return process_file(uri, options, storage_options, root)
         executor = self._ensure()
         try:
-            return executor.submit(process_file, uri, options, storage_options).result()
+            return executor.submit(process_file, uri, options, storage_options, root).result()
         except BrokenProcessPool:
             with self._lock:
                 if self._executor is executor:
@@ -80,7 +85,7 @@ class ParserPool:
         # Alone in its own process, only a file that itself kills the parser fails.
         solo = self._new_executor(1, None)
         try:
-            return solo.submit(process_file, uri, options, storage_options).result()
+            return solo.submit(process_file, uri, options, storage_options, root).result()
         except BrokenProcessPool:
             return error_result(
                 uri,

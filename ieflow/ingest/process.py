@@ -7,62 +7,59 @@ cache those.
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from ieflow.documents.chunk import chunk_document
 from ieflow.documents.parse import ParsedDocument, ParseError, parse_file
 from ieflow.ingest.files import read_file
 from ieflow.ingest.options import IngestOptions
+from ieflow.ingest.timelimit import FileTimeout, time_limit
 
 
-class FileTimeout(BaseException):
-    """Raised by the time limit. A BaseException so that no `except Exception` in a parsing
-    library (pypdf has several) can swallow it and carry on."""
+def _read_and_parse(
+    uri: str, options: IngestOptions, storage_options: dict[str, Any] | None, root: str | None
+) -> ParsedDocument:
+    data = read_file(uri, storage_options, options.read_rules(root))
+    return parse_file(
+        uri,
+        password=options.password,
+        max_pages=options.max_pages,
+        ocr=options.ocr,
+        ocr_lang=options.ocr_lang,
+        data=data,
+    )
 
 
-@contextmanager
-def _time_limit(seconds: float) -> Iterator[None]:
-    """SIGALRM-based limit; only in a main thread (worker processes run jobs in theirs)."""
-    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def expire(signum: int, frame: Any) -> None:
-        raise FileTimeout(f"parsing took longer than {seconds:g} s (file_timeout_s); skipped")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    # Re-fire every second: a library that swallows the first exception gets another one.
-    signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)
+def parse_within_limits(
+    uri: str,
+    options: IngestOptions,
+    storage_options: dict[str, Any] | None = None,
+    root: str | None = None,
+) -> ParsedDocument:
+    """Read and parse one file as ingest does (regular files inside `root` only, the size cap, the
+    time limit around both), without chunking; never raises for a bad file (`ieflow extract-file`)."""
     try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        with time_limit(options.file_timeout_s):
+            return _read_and_parse(uri, options, storage_options, root)
+    except (ParseError, FileTimeout) as exc:
+        return ParsedDocument(source=uri, status="error", error=str(exc))
 
 
 def process_file(
-    uri: str, options: IngestOptions, storage_options: dict[str, Any] | None = None
+    uri: str,
+    options: IngestOptions,
+    storage_options: dict[str, Any] | None = None,
+    root: str | None = None,
 ) -> dict[str, Any]:
-    """Parse and chunk one file into a JSON-able result: {"document", "chunks", "seconds",
-    "transient"}. `transient` marks errors that may not recur (the file was missing, the time limit
-    hit on a busy machine): callers must not cache those."""
+    """Read, parse and chunk one file under the time limit into a JSON-able result: {"document",
+    "chunks", "seconds", "transient"}. Only a regular file inside `root` (None: anywhere) within
+    the size cap is read. `transient` marks errors that may not recur (the file was missing, the
+    time limit hit on a busy machine): callers must not cache those."""
     started = time.perf_counter()
     try:
-        with _time_limit(options.file_timeout_s):
-            data = read_file(uri, storage_options)
-            parsed = parse_file(
-                uri,
-                password=options.password,
-                max_pages=options.max_pages,
-                ocr=options.ocr,
-                ocr_lang=options.ocr_lang,
-                data=data,
-            )
+        with time_limit(options.file_timeout_s):
+            parsed = _read_and_parse(uri, options, storage_options, root)
             chunks = chunk_document(
                 parsed, target_tokens=options.target_tokens, overlap_tokens=options.overlap_tokens
             )

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ieflow.ingest.files import discover, group_by_content, hash_files, largest_first
+from ieflow.ingest.files import corpus_root, discover, group_by_content, hash_files, largest_first
 from ieflow.ingest.options import IngestOptions
 from ieflow.ingest.pool import ParserPool
 from ieflow.ingest.summary import IngestSummary, summarize
@@ -31,12 +31,16 @@ def run_ingest(
     workers = os.cpu_count() or 1 if workers is None else workers
     seconds: dict[str, float] = {}
     with ParserPool(workers) as pool, ThreadPoolExecutor(max(1, workers * 2)) as threads:
-        refs = hash_files(discover(source, storage_options=storage_options), storage_options)
+        root = corpus_root(source, storage_options)
+        uris = discover(source, storage_options=storage_options)
+        refs = hash_files(uris, storage_options, rules=options.read_rules(root))
         groups, unreadable = group_by_content(refs)
         results = load_previous(out, options.fingerprint()) if reuse_previous else {}
         results = {sha: results[sha] for sha in groups if sha in results}
         todo = largest_first(groups, [sha for sha in groups if sha not in results])
-        jobs = {sha: threads.submit(pool.run, groups[sha][0].uri, options, storage_options) for sha in todo}
+        jobs = {
+            sha: threads.submit(pool.run, groups[sha][0].uri, options, storage_options, root) for sha in todo
+        }
         for sha, job in jobs.items():
             results[sha] = job.result()
             seconds[groups[sha][0].uri] = results[sha]["seconds"]
