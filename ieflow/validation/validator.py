@@ -9,6 +9,7 @@ reject) in an ephemeral context, with COMPLETE results indexed by `doc_id`. Vali
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -50,7 +51,8 @@ def _batch_definition() -> Any:
     return _LOCAL.batch_definition
 
 
-def _suite(name: str, specs: list[ExpectationSpec]) -> Any:
+def build_suite(name: str, specs: list[ExpectationSpec]) -> Any:
+    """A great-expectations suite named `name` holding `specs`."""
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
@@ -70,22 +72,23 @@ class RecordValidator:
         self, schema: dict[str, Any], expectations: Iterable[ExpectationSpec] = (), name: str | None = None
     ) -> None:
         self.schema = schema
-        self.name = name or str(schema.get("title") or "records").lower().replace(" ", "_")
+        self.name = _slug(name or str(schema.get("title") or "")) or "records"
         self.specs = [*schema_expectations(schema), *expectations]
         names = [s.name for s in self.specs]
         if len(set(names)) != len(names):
             dupes = sorted({n for n in names if names.count(n) > 1})
             raise ValueError(f"expectation names must be unique, repeated: {dupes}")
         self.tables = sorted({s.table for s in self.specs})
+        self._suite_names = _suite_names(self.name, self.tables)
         self._local = threading.local()  # suites per thread: shards validate in parallel threads
 
     def suite_name(self, table: str) -> str:
-        return self.name if table == ROOT else f"{self.name}.{table}"
+        return self._suite_names[table]
 
     def suite(self, table: str) -> Any:
         suites = self._local.__dict__.setdefault("suites", {})
         if table not in suites:
-            suites[table] = _suite(self.suite_name(table), [s for s in self.specs if s.table == table])
+            suites[table] = build_suite(self.suite_name(table), [s for s in self.specs if s.table == table])
         return suites[table]
 
     def validate(self, records: Mapping[str, Any]) -> ValidationReport:
@@ -152,6 +155,25 @@ class RecordValidator:
             for doc in docs:
                 failing.setdefault(doc, set()).add(name)
         report.results.append(_trimmed(result.to_json_dict()))
+
+
+def _slug(text: str) -> str:
+    # Suite names become Data Docs file and folder names (GE splits them at dots) and page text:
+    # a schema title or field name must not reach them as written.
+    return re.sub(r"[^a-z0-9_\-\[\]]+", "_", text.lower()).strip("_")
+
+
+def _suite_names(name: str, tables: list[str]) -> dict[str, str]:
+    """A distinct, file-name-safe suite name per table: `name`, then `name.<table>`."""
+    names: dict[str, str] = {}
+    for table in tables:
+        candidate = name if table == ROOT else f"{name}.{_slug(table) or 'table'}"
+        unique, n = candidate, 1
+        while unique in names.values():
+            n += 1
+            unique = f"{candidate}_{n}"
+        names[table] = unique
+    return names
 
 
 def _exception_message(info: Any) -> str | None:
