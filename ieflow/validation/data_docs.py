@@ -48,7 +48,7 @@ def build_data_docs(
         },
     )
     for table in validator.tables:
-        specs = [replace(s, kwargs=_escaped_columns(s.kwargs)) for s in validator.specs if s.table == table]
+        specs = [replace(s, kwargs=_escaped_columns(s.kwargs)) for s in validator.run_specs(table)]
         context.suites.add(build_suite(validator.suite_name(table), specs))
     loader = ExpectationSuiteValidationResultSchema()
     for run_name, stored in results:

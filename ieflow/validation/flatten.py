@@ -3,7 +3,8 @@
 The root table has one row per document, and every array gets a table of its own with one row per
 item (`lines[]`, `lines[].taxes[]`, `tags[]`), each row keyed by `doc_id`, so a failing item names
 its document. `P` holds the value only when its type is right, so range, format and length checks
-never crash on a wrong type: a wrong type is reported once, by the type check on `raw:P`.
+never crash on a wrong type: a wrong type is reported once, by the type check on `raw:P`. A schema
+`pattern` is matched here, with RE2 (linear time), into `match:P`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ieflow.schema import kind_of, resolve, types_of
+from ieflow.schema_safety import compile_pattern
 from ieflow.validation.expectations import ROOT
 
 
@@ -70,6 +72,10 @@ def flatten(schema: dict[str, Any], records: Mapping[str, Any]) -> dict[str, lis
             return
         kinds = [t for t in types_of(node) if t != "null"]
         row[path] = value if _type_ok(value, kinds) else None
+        pattern = node.get("pattern")
+        if isinstance(pattern, str):  # as JSON Schema matches: strings only, found anywhere in them
+            found = isinstance(value, str) and compile_pattern(pattern, path).search(value) is not None
+            row[f"match:{path}"] = found if isinstance(value, str) else None
 
     root = resolve(schema, schema)
     for doc_id, value in records.items():

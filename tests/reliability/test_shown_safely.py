@@ -84,7 +84,7 @@ def test_data_docs_escape_doc_ids_model_values_and_schema_text(tmp_path: Path) -
         assert not any("alert(" in body for body in page.scripts), path
         shown += "".join(page.text)
     # The untrusted text is shown as text, escaped once: the doc_id, a model value, the schema's
-    # field name, enum value and pattern.
-    for text in (SCRIPT, IMAGE + "!", FIELD, IMAGE, "<b onmouseover=alert(4)>"):
+    # field name and enum value. (The pattern is matched by RE2 outside GE, so no page shows it.)
+    for text in (SCRIPT, IMAGE + "!", FIELD, IMAGE):
         assert text in shown, text
     assert "&lt;" not in shown and "&amp;" not in shown
