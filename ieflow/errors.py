@@ -8,7 +8,14 @@ This module imports nothing, so any module can raise these without an import cyc
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "RegistryError", "RunConflictError", "SchemaError", "UserError"]
+__all__ = [
+    "ConfigError",
+    "ProgramError",
+    "RegistryError",
+    "RunConflictError",
+    "SchemaError",
+    "UserError",
+]
 
 
 class UserError(Exception):
@@ -24,6 +31,13 @@ class ConfigError(UserError, ValueError):
 
 class SchemaError(UserError, ValueError):
     """The schema is not a valid JSON Schema, or not one that describes a record."""
+
+
+class ProgramError(UserError, ValueError):
+    """A program file that is not one ieflow wrote, or one edited so its hash no longer matches."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))  # always one line
 
 
 class RegistryError(UserError, ValueError):

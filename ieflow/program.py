@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ieflow import config, storage
+from ieflow.errors import ProgramError, UserError
 from ieflow.formats import get_format, render_record
 from ieflow.schema import field_paths, field_schema, load_schema, resolve, type_label, types_of
 from ieflow.trace import Trace  # re-exported: its home was this module
@@ -175,22 +176,32 @@ class ExtractionProgram:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExtractionProgram:
-        if data.get("ieflow_program") != 1:
-            raise ValueError("not an ieflow program file (missing 'ieflow_program': 1)")
-        program = cls(
-            schema=load_schema(data["schema"]),
-            model=data["model"],
-            model_params=dict(data.get("model_params", {})),
-            components=dict(data["components"]),
-            demos=[Demo(**d) for d in data.get("demos", [])],
-            strategy=LongDocStrategy(**data.get("strategy", {})),
-            name=data.get("name", "program"),
-            lessons=list(data.get("lessons", [])),
-            metadata=dict(data.get("metadata", {})),
-            formats=dict(data.get("formats", {})),
-        )
+        """The program a `to_dict` wrote; `ProgramError` (one line) for anything else, or for a
+        file whose hash no longer matches its content."""
+        if not isinstance(data, dict) or data.get("ieflow_program") != 1:
+            raise ProgramError("not an ieflow program file (missing 'ieflow_program': 1)")
+        missing = [key for key in ("schema", "model", "components") if key not in data]
+        if missing:
+            raise ProgramError(f"the program file lacks {', '.join(map(repr, missing))}")
+        try:
+            program = cls(
+                schema=load_schema(data["schema"]),
+                model=data["model"],
+                model_params=dict(data.get("model_params", {})),
+                components=dict(data["components"]),
+                demos=[_demo(item, i) for i, item in enumerate(data.get("demos", []))],
+                strategy=LongDocStrategy(**data.get("strategy", {})),
+                name=data.get("name", "program"),
+                lessons=list(data.get("lessons", [])),
+                metadata=dict(data.get("metadata", {})),
+                formats=dict(data.get("formats", {})),
+            )
+        except UserError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:  # a field of the wrong shape, an unknown strategy
+            raise ProgramError(f"the program file is malformed: {exc}") from None
         if "hash" in data and data["hash"] != program.hash:
-            raise ValueError(
+            raise ProgramError(
                 f"program file hash {data['hash']} does not match its content ({program.hash}): "
                 "the file was edited by hand; delete the 'hash' line to accept the edit"
             )
@@ -201,7 +212,13 @@ class ExtractionProgram:
 
     @classmethod
     def load(cls, path: str | Path) -> ExtractionProgram:
-        return cls.from_dict(storage.read_json(path))
+        """The program saved at `path`; `ProgramError` naming the file if it is not one."""
+        try:
+            return cls.from_dict(storage.read_json(path))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ProgramError(f"program {path} is not valid JSON: {exc}") from None
+        except ProgramError as exc:
+            raise ProgramError(f"program {path}: {exc}") from None
 
     # -- prompt assembly -------------------------------------------------------------------------
 
@@ -240,6 +257,20 @@ class ExtractionProgram:
             messages.append({"role": "assistant", "content": json.dumps(record, ensure_ascii=False)})
         messages.append({"role": "user", "content": f"Document:\n{document_text}"})
         return messages
+
+
+_DEMO_KEYS = ("doc_id", "text", "record")
+
+
+def _demo(item: Any, index: int) -> Demo:
+    if not isinstance(item, dict) or set(item) != set(_DEMO_KEYS):
+        keys = sorted(item) if isinstance(item, dict) else type(item).__name__
+        raise ProgramError(f"demos[{index}] must have exactly the keys doc_id, text and record, not {keys}")
+    if not (isinstance(item["doc_id"], str) and isinstance(item["text"], str)):
+        raise ProgramError(f"demos[{index}]: doc_id and text must be strings")
+    if not isinstance(item["record"], dict):
+        raise ProgramError(f"demos[{index}]: record must be a JSON object")
+    return Demo(**item)
 
 
 def grammar_schema(

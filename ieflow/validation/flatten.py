@@ -3,7 +3,9 @@
 The root table has one row per document, and every array gets a table of its own with one row per
 item (`lines[]`, `lines[].taxes[]`, `tags[]`), each row keyed by `doc_id`, so a failing item names
 its document. `P` holds the value only when its type is right, so range, format and length checks
-never crash on a wrong type: a wrong type is reported once, by the type check on `raw:P`.
+never crash on a wrong type: a wrong type is reported once, by the type check on `raw:P`. A schema
+`pattern` and a `format`'s regex are matched here, with RE2 (linear time), into `match:P` and
+`format:P`: great-expectations would run them with Python's `re`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ieflow.schema import kind_of, resolve, types_of
-from ieflow.validation.expectations import ROOT
+from ieflow.schema_safety import compile_pattern
+from ieflow.validation.expectations import FORMAT_REGEX, ROOT
 
 
 def _type_ok(value: Any, kinds: list[str]) -> bool:
@@ -30,6 +33,12 @@ def _type_ok(value: Any, kinds: list[str]) -> bool:
         if (kind == "array" and isinstance(value, list)) or (kind == "object" and isinstance(value, dict)):
             return True
     return False
+
+
+def _matched(regex: str, value: Any, where: str) -> bool | None:
+    """Whether `regex` is found in a string `value`, by RE2 in linear time (None for a non-string,
+    which JSON Schema's `pattern` ignores)."""
+    return compile_pattern(regex, where).search(value) is not None if isinstance(value, str) else None
 
 
 def flatten(schema: dict[str, Any], records: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -70,6 +79,10 @@ def flatten(schema: dict[str, Any], records: Mapping[str, Any]) -> dict[str, lis
             return
         kinds = [t for t in types_of(node) if t != "null"]
         row[path] = value if _type_ok(value, kinds) else None
+        if isinstance(node.get("pattern"), str):
+            row[f"match:{path}"] = _matched(node["pattern"], value, path)
+        if node.get("format") in FORMAT_REGEX:
+            row[f"format:{path}"] = _matched(FORMAT_REGEX[node["format"]], value, path)
 
     root = resolve(schema, schema)
     for doc_id, value in records.items():

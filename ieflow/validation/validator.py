@@ -9,6 +9,7 @@ reject) in an ephemeral context, with COMPLETE results indexed by `doc_id`. Vali
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 
 from ieflow.schema import top_level_fields
 from ieflow.validation.expectations import ROOT, ExpectationSpec, schema_expectations
+from ieflow.validation.fields import FIELD, NON_NULL, TYPES, FieldChecks, is_field_check
 from ieflow.validation.flatten import flatten
 
 _KEEP_FAILURES = 50  # failing values kept per expectation in stored results (Data Docs stay small)
@@ -50,7 +52,8 @@ def _batch_definition() -> Any:
     return _LOCAL.batch_definition
 
 
-def _suite(name: str, specs: list[ExpectationSpec]) -> Any:
+def build_suite(name: str, specs: list[ExpectationSpec]) -> Any:
+    """A great-expectations suite named `name` holding `specs`."""
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
@@ -64,28 +67,42 @@ def _suite(name: str, specs: list[ExpectationSpec]) -> Any:
 
 
 class RecordValidator:
-    """Validates batches of records against the schema's suite and the user's expectations."""
+    """Validates batches of records against the schema's suite and the user's expectations.
+
+    `specs` are the expectations as named in reports and quarantine rows; the schema's per-field
+    type and not-null checks among them run as a few expectations on long tables (see `fields`),
+    so `tables` and `run_specs` are what great-expectations runs."""
 
     def __init__(
         self, schema: dict[str, Any], expectations: Iterable[ExpectationSpec] = (), name: str | None = None
     ) -> None:
         self.schema = schema
-        self.name = name or str(schema.get("title") or "records").lower().replace(" ", "_")
+        self.name = _slug(name or str(schema.get("title") or "")) or "records"
         self.specs = [*schema_expectations(schema), *expectations]
         names = [s.name for s in self.specs]
         if len(set(names)) != len(names):
             dupes = sorted({n for n in names if names.count(n) > 1})
             raise ValueError(f"expectation names must be unique, repeated: {dupes}")
-        self.tables = sorted({s.table for s in self.specs})
+        self.field_checks = FieldChecks(s for s in self.specs if is_field_check(s))
+        self._run = [*(s for s in self.specs if not is_field_check(s)), *self.field_checks.specs()]
+        self.tables = sorted({s.table for s in self._run})
+        self._suite_names = _suite_names(self.name, self.tables)
+        # The schema's columns always exist in a frame (a row may lack a key: a null object has no
+        # children); a user's column that is in no row stays absent, so GE reports it.
+        self._schema_columns = {"doc_id"} | {s.kwargs["column"] for s in self._run if s.source == "schema"}
         self._local = threading.local()  # suites per thread: shards validate in parallel threads
 
     def suite_name(self, table: str) -> str:
-        return self.name if table == ROOT else f"{self.name}.{table}"
+        return self._suite_names[table]
+
+    def run_specs(self, table: str) -> list[ExpectationSpec]:
+        """The expectations great-expectations runs on `table`."""
+        return [s for s in self._run if s.table == table]
 
     def suite(self, table: str) -> Any:
         suites = self._local.__dict__.setdefault("suites", {})
         if table not in suites:
-            suites[table] = _suite(self.suite_name(table), [s for s in self.specs if s.table == table])
+            suites[table] = build_suite(self.suite_name(table), self.run_specs(table))
         return suites[table]
 
     def validate(self, records: Mapping[str, Any]) -> ValidationReport:
@@ -94,6 +111,7 @@ class RecordValidator:
         if not records:
             return report
         tables = flatten(self.schema, records)
+        tables.update(self.field_checks.long_tables(tables))
         failing: dict[str, set[str]] = {}
         for table in self.tables:
             rows = tables.get(table, [])
@@ -115,28 +133,12 @@ class RecordValidator:
     def _validate_table(
         self, table: str, rows: list[dict[str, Any]], report: ValidationReport, failing: dict[str, set[str]]
     ) -> None:
-        import pandas as pd
-
-        suite = self.suite(table)
-        # The schema's columns always exist (a row may lack a key: a null object has no children);
-        # a user's column that is neither there nor in any row stays absent, so GE reports it.
-        known = {"doc_id"} | {s.kwargs["column"] for s in self.specs if s.source == "schema"}
-        known |= {key for row in rows for key in row}
-        columns = {
-            s.kwargs[k]
-            for s in self.specs
-            if s.table == table
-            for k in ("column", "column_A", "column_B")
-            if k in s.kwargs
-        } & known
-        columns.add("doc_id")
-        frame = pd.DataFrame({c: pd.Series([r.get(c) for r in rows], dtype=object) for c in sorted(columns)})
-        batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
-        result = batch.validate(
-            suite, result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["doc_id"]}
-        )
+        long = table in (TYPES, NON_NULL)
+        index_columns = ["doc_id", FIELD] if long else ["doc_id"]
+        result = _run_suite(self.suite(table), self._frame(table, rows, index_columns), index_columns)
         for item in result.results:
-            name = (item.expectation_config.meta or {}).get("name") or item.expectation_config.type
+            config = item.expectation_config
+            name = (config.meta or {}).get("name") or config.type
             problem = _exception_message(item.exception_info)
             if problem:
                 report.errors.append(f"{name}: {problem}")
@@ -147,11 +149,53 @@ class RecordValidator:
             if not index:
                 report.batch_failures.append(name)
                 continue
-            docs = {entry["doc_id"] for entry in index}
-            report.counts[name] = report.counts.get(name, 0) + len(docs)
-            for doc in docs:
-                failing.setdefault(doc, set()).add(name)
+            blamed = (
+                self.field_checks.blamed(config.type, index) if long else {name: {e["doc_id"] for e in index}}
+            )
+            for blamed_name, docs in blamed.items():
+                report.counts[blamed_name] = report.counts.get(blamed_name, 0) + len(docs)
+                for doc in docs:
+                    failing.setdefault(doc, set()).add(blamed_name)
         report.results.append(_trimmed(result.to_json_dict()))
+
+    def _frame(self, table: str, rows: list[dict[str, Any]], index_columns: list[str]) -> Any:
+        import pandas as pd
+
+        known = self._schema_columns | {key for row in rows for key in row}
+        columns = {
+            s.kwargs[k]
+            for s in self.run_specs(table)
+            for k in ("column", "column_A", "column_B")
+            if k in s.kwargs
+        } & known
+        columns.update(index_columns)
+        return pd.DataFrame({c: pd.Series([r.get(c) for r in rows], dtype=object) for c in sorted(columns)})
+
+
+def _run_suite(suite: Any, frame: Any, index_columns: list[str]) -> Any:
+    batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
+    return batch.validate(
+        suite, result_format={"result_format": "COMPLETE", "unexpected_index_column_names": index_columns}
+    )
+
+
+def _slug(text: str) -> str:
+    # Suite names become Data Docs file and folder names (GE splits them at dots) and page text:
+    # a schema title or field name must not reach them as written.
+    return re.sub(r"[^a-z0-9_\-\[\]]+", "_", text.lower()).strip("_")
+
+
+def _suite_names(name: str, tables: list[str]) -> dict[str, str]:
+    """A distinct, file-name-safe suite name per table: `name`, then `name.<table>`."""
+    names: dict[str, str] = {}
+    for table in tables:
+        candidate = name if table == ROOT else f"{name}.{_slug(table) or 'table'}"
+        unique, n = candidate, 1
+        while unique in names.values():
+            n += 1
+            unique = f"{candidate}_{n}"
+        names[table] = unique
+    return names
 
 
 def _exception_message(info: Any) -> str | None:
