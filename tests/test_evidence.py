@@ -1,0 +1,190 @@
+"""Issue 17, every value traceable: evidence in batch outputs, the review policy and queue, the
+great-expectations grounding check, page offsets from ingest, and `extract-file --evidence`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from ieflow import batch
+from ieflow.batch import Outcome, OutcomeKind, ReviewPolicy, review_item, run_batch
+from ieflow.batch.review_queue import is_required
+from ieflow.grounding import Evidence
+from ieflow.ingest.tables import load_previous, to_frames, write_tables
+from ieflow.validation.grounding import EvidenceRow, check_grounding
+from ieflow_testing.fake_server import FakeLMServer
+from tests.test_batch import GOLD, PO, answer, make_documents, program, settings
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "number": {"type": "string"},
+        "note": {"type": ["string", "null"]},
+        "lines": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"sku": {"type": "string"}, "memo": {"type": ["string", "null"]}},
+                "required": ["sku"],
+            },
+        },
+    },
+    "required": ["number", "lines"],
+}
+
+
+@pytest.fixture(scope="module")
+def server() -> Any:
+    with FakeLMServer(answer=answer) as srv:
+        yield srv
+
+
+@pytest.fixture(autouse=True)
+def _api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IEFLOW_TEST_FAKE_KEY", "fake")
+
+
+def outcome_with(evidence: list[Evidence], confidence: dict[str, float | None] | None = None) -> Outcome:
+    return Outcome("d1", OutcomeKind.OK, {}, evidence=tuple(evidence), field_confidence=confidence or {})
+
+
+def test_required_is_read_along_the_whole_path_through_arrays() -> None:
+    assert is_required(SCHEMA, "number") and is_required(SCHEMA, "lines[3].sku")
+    assert not is_required(SCHEMA, "note") and not is_required(SCHEMA, "lines[0].memo")
+
+
+def test_the_policy_sends_a_record_to_review_for_each_reason_it_names() -> None:
+    missing = [
+        Evidence("number", "X-1", "not_found", 0.0),
+        Evidence("note", "hello", "not_found", 0.0),
+        Evidence("lines[0].sku", "A1", "exact", 1.0, 10, 12, 1, "A1"),
+    ]
+    item = review_item(outcome_with(missing), SCHEMA, ReviewPolicy())
+    assert item is not None and item.reasons == ("not_found",) and item.fields == ("number",)
+    assert item.issues[0].detail == "number: 'X-1' appears nowhere in the document"
+    assert review_item(outcome_with(missing), SCHEMA, ReviewPolicy("any")).fields == ("number", "note")
+    assert review_item(outcome_with(missing), SCHEMA, ReviewPolicy("never")) is None
+    unsure = outcome_with(missing[2:], {"lines[0].sku": 0.31})
+    assert review_item(unsure, SCHEMA, ReviewPolicy()) is None  # confidence unused by default
+    low = review_item(unsure, SCHEMA, ReviewPolicy(below_confidence=0.5))
+    assert low is not None and low.reasons == ("low_confidence",) and low.fields == ("lines[0].sku",)
+    no_number = outcome_with(missing[2:], {"lines[0].sku": None})  # no confidence: never counts
+    assert review_item(no_number, SCHEMA, ReviewPolicy(below_confidence=0.5)) is None
+    with pytest.raises(ValueError, match="within 0-1"):
+        ReviewPolicy(below_confidence=1.5)
+
+
+def test_evidence_and_confidence_survive_staging_and_old_files_read_latency_as_model_time() -> None:
+    outcome = Outcome(
+        "d1",
+        OutcomeKind.OK,
+        {"number": "X-1"},
+        model_s=1.5,
+        wall_s=9.0,
+        source_uri="s3://b/a.pdf",
+        file_name="a.pdf",
+        evidence=(Evidence("number", "X-1", "exact", 1.0, 3, 6, 2, "X-1"),),
+        field_confidence={"number": 0.9},
+        confidence_note=None,
+    )
+    staged = json.loads(json.dumps(outcome.to_dict()))
+    assert Outcome.from_dict(staged) == outcome
+    old = {"doc_id": "d", "kind": "ok", "value": {}, "latency_s": 2.5}
+    assert Outcome.from_dict(old).model_s == 2.5 and Outcome.from_dict(old).evidence == ()
+
+
+def test_great_expectations_checks_the_grounded_share_of_each_field() -> None:
+    rows = [EvidenceRow(f"d{i}", "total", "exact" if i < 9 else "not_found") for i in range(10)]
+    rows += [EvidenceRow(f"d{i}", "vendor", "fuzzy" if i < 5 else "not_found") for i in range(10)]
+    rows += [EvidenceRow(f"d{i}", "paid", "derived") for i in range(10)]  # counted neither way
+    report = check_grounding(rows, 0.8, "receipts.grounding")
+    assert report.failed == ["vendor"] and report.errors == []
+    assert report.counted == {"total": 10, "vendor": 10} and report.grounded == {"total": 9, "vendor": 5}
+    results = {r["expectation_config"]["kwargs"]["column"]: r for r in report.result["results"]}
+    assert results["grounded:total"]["success"] and not results["grounded:vendor"]["success"]
+    assert results["grounded:vendor"]["expectation_config"]["kwargs"]["mostly"] == 0.8
+    assert check_grounding(rows, 0.5, "receipts.grounding").failed == []
+
+
+def test_a_valid_record_with_an_invented_required_value_is_kept_and_queued_for_review(
+    tmp_path: Path, server: FakeLMServer
+) -> None:
+    markers = {"po-1001#1": "", "po-1002#2": "MADE-UP-PO", "po-1003#3": ""}
+    docs = make_documents(tmp_path / "docs.parquet", markers)
+    out = tmp_path / "out"
+    summary = run_batch(docs, program(server), settings(out, server, shard_size=10, min_grounded_share=1.0))
+    records, quarantine = batch.read_outputs(str(out))
+    assert quarantine.is_empty() and sorted(records["doc_id"]) == sorted(markers)  # still a record
+    flagged = dict(records.select("doc_id", "needs_review").iter_rows())
+    assert flagged == {"po-1001#1": False, "po-1002#2": True, "po-1003#3": False}
+    review = batch.read_dataset(str(out), "review").to_dicts()
+    assert [r["doc_id"] for r in review] == ["po-1002#2"]
+    assert review[0]["reasons"] == ["not_found"] and review[0]["fields"] == ["po_number"]
+    assert review[0]["file_name"] == Path(GOLD["po-1002"]["file"]).name
+    assert summary["n_review"] == 1 and summary["review_by_reason"] == {"not_found": 1}
+    # The grounding check: po_number is grounded in 2 of 3 documents, below the 1.0 asked for.
+    assert summary["grounded_share"]["po_number"] == round(2 / 3, 4)
+    assert summary["grounding_failed_shards"] == {"po_number": 1}
+    (results,) = [json.loads(p.read_text()) for p in (out / "validation").glob("*.json")]
+    grounding = [r for r in results if r["suite_name"].endswith(".grounding")]
+    assert len(grounding) == 1 and not grounding[0]["success"]
+    assert (out / "data_docs" / "index.html").is_file()  # Data Docs render the grounding result too
+    assert (out / "review.html").is_file() and summary["review_page"] == str(out / "review.html")
+
+
+def test_documents_parquet_keeps_page_offsets_and_an_older_table_reads_with_unknown_pages(
+    tmp_path: Path,
+) -> None:
+    row = {
+        "doc_id": "d1",
+        "sha256": "s1",
+        "source_uri": "a.pdf",
+        "source_uris": ["a.pdf"],
+        "file_name": "a.pdf",
+        "size_bytes": 10,
+        "n_pages": 2,
+        "n_chars": 9,
+        "method": "text_layer",
+        "status": "ok",
+        "error": None,
+        "ocr_pages": [],
+        "warnings": [],
+        "parse_options": "opts",
+        "text": "one\n\ntwo",
+        "page_offsets": [0, 5],
+    }
+    documents, chunks = to_frames([row], [])
+    assert documents.schema["page_offsets"] == pl.List(pl.Int64)
+    write_tables(documents, chunks, str(tmp_path / "new"))
+    assert load_previous(str(tmp_path / "new"), "opts")["s1"]["document"]["page_offsets"] == [0, 5]
+    write_tables(documents.drop("page_offsets"), chunks, str(tmp_path / "old"))
+    assert load_previous(str(tmp_path / "old"), "opts")["s1"]["document"]["page_offsets"] is None
+
+
+def test_extract_file_prints_the_evidence_with_the_record(
+    server: FakeLMServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from ieflow_cli import main as cli
+
+    document = tmp_path / "po.txt"
+    document.write_text("[po-1001] \n" + (PO / GOLD["po-1001"]["file"]).read_text(encoding="utf-8"))
+    monkeypatch.setenv("OPENAI_API_BASE", server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "fake")
+    schema = Path(__file__).resolve().parents[1] / "schemas" / "purchase_order.json"
+    args = ["extract-file", str(document), "--schema", str(schema), "--model", server.model_name("cli")]
+    monkeypatch.setattr(sys, "argv", ["ieflow", *args, "--evidence"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code in (0, None)
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["record"]["po_number"] == GOLD["po-1001"]["record"]["po_number"]
+    rows = {row["path"]: row for row in printed["evidence"]}
+    text = document.read_text()
+    po = rows["po_number"]
+    assert po["method"] == "exact" and text[po["char_start"] : po["char_end"]] == po["matched_text"]
+    assert po["page"] == 1 and set(po) >= {"score", "confidence", "confidence_note"}
