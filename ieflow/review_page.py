@@ -160,7 +160,8 @@ section.in-review{border-left:5px solid #d9822b}
 .cols{display:flex;gap:12px;align-items:flex-start}
 pre.text{flex:1;white-space:pre-wrap;max-height:420px;overflow:auto;background:#fafafa;
 border:1px solid #eee;padding:8px;margin:0;font-size:12px}
-table.values{border-collapse:collapse;font-size:12px;max-width:48%}
+table.values{border-collapse:collapse;font-size:12px;flex:0 0 46%}
+table.values th{white-space:nowrap}
 table.values td,table.values th{border-bottom:1px solid #eee;padding:2px 6px;text-align:left;
 vertical-align:top;word-break:break-word}
 mark.m-exact{background:#b7e4a8}mark.m-normalized{background:#c9def7}mark.m-fuzzy{background:#f7e3a1}
