@@ -188,3 +188,23 @@ def test_extract_file_prints_the_evidence_with_the_record(
     po = rows["po_number"]
     assert po["method"] == "exact" and text[po["char_start"] : po["char_end"]] == po["matched_text"]
     assert po["page"] == 1 and set(po) >= {"score", "confidence", "confidence_note"}
+
+
+def test_the_extract_flow_takes_the_review_policy_and_grounding_threshold_as_parameters() -> None:
+    from pydantic import ValidationError
+
+    from ieflow_flows.extract import ExtractParams
+
+    given = ExtractParams(
+        documents="d",
+        program="p",
+        output_dir="o",
+        review_when_not_found="any",
+        review_below_confidence=0.4,
+        min_grounded_share=None,
+    ).settings()
+    assert given.review == ReviewPolicy("any", 0.4) and given.min_grounded_share is None
+    default = ExtractParams(documents="d", program="p", output_dir="o").settings()
+    assert default.review == ReviewPolicy("required", None) and default.min_grounded_share == 0.8
+    with pytest.raises(ValidationError, match="review_below_confidence"):
+        ExtractParams(documents="d", program="p", output_dir="o", review_below_confidence=2)
