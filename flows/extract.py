@@ -167,20 +167,7 @@ def extract(params: ExtractParams) -> dict[str, Any]:
         n_processed,
         data_docs=params.data_docs,
     )
-    create_table_artifact(
-        table=summary_table(summary),
-        key="extract-summary",
-        description=f"Run {plan.run_id}: {summary['n_records']} records, "
-        f"{summary['n_quarantined']} quarantined, {summary['status']}",
-    )
-    if summary.get("review_page"):
-        create_link_artifact(
-            link=_link(summary["review_page"]),
-            link_text="review page",
-            key="extract-review",
-            description=f"Run {plan.run_id}: {summary.get('n_review', 0)} records to review, "
-            "each value highlighted where it was found in its document",
-        )
+    publish_summary(summary, plan.run_id)
     logger.info(
         "extract %s: %d records, %d quarantined %s, %.1f s",
         summary["status"],
@@ -245,6 +232,24 @@ def extract_shards(
         done += 1
         update_progress_artifact(progress, progress=100.0 * done / max(total, 1))
     return failed
+
+
+def publish_summary(summary: dict[str, Any], run_id: str) -> None:
+    """The run's summary table artifact, and a link to its review page."""
+    create_table_artifact(
+        table=summary_table(summary),
+        key="extract-summary",
+        description=f"Run {run_id}: {summary['n_records']} records, "
+        f"{summary['n_quarantined']} quarantined, {summary['status']}",
+    )
+    if summary.get("review_page"):
+        create_link_artifact(
+            link=_link(summary["review_page"]),
+            link_text="review page",
+            key="extract-review",
+            description=f"Run {run_id}: {summary.get('n_review', 0)} records to review, "
+            "each value highlighted where it was found in its document",
+        )
 
 
 def _link(url: str) -> str:

@@ -29,7 +29,6 @@ from ieflow.batch import (
     plan_run,
     run_batch,
 )
-from ieflow.grounding import leaf_values
 from ieflow.preflight import ConfigError
 from ieflow.program import ExtractionProgram, Trace
 from ieflow.progress import BatchStarted, DocumentsFinished, listening
@@ -203,19 +202,6 @@ def test_every_document_lands_once_in_records_or_quarantine(tmp_path: Path, serv
     assert gold["source_uri"] == str(PO / GOLD["po-1001"]["file"]) and gold["file_name"].endswith(".txt")
     assert why["po-1002#h"]["source_uri"] == str(PO / GOLD["po-1002"]["file"])
     assert gold["model_s"] > 0 and gold["wall_s"] >= gold["model_s"]
-    # Evidence: one row per non-null leaf of every record and of nothing else, each span the text's.
-    evidence = batch.read_dataset(str(out), "evidence")
-    texts = dict(pl.read_parquet(docs).select("doc_id", "text").iter_rows())
-    for doc_id in records["doc_id"]:
-        rows = evidence.filter(pl.col("doc_id") == doc_id)
-        leaves = [path for path, _, _ in leaf_values(GOLD[doc_id.split("#")[0]]["record"], schema)]
-        assert sorted(rows["path"]) == sorted(leaves)
-    assert set(evidence["doc_id"]) == set(records["doc_id"])
-    located = evidence.filter(pl.col("char_start").is_not_null())
-    for row in located.iter_rows(named=True):
-        assert texts[row["doc_id"]][row["char_start"] : row["char_end"]] == row["matched_text"]
-    assert located["page"].to_list() == [1] * len(located)  # one page: page_offsets [0]
-    assert located.height / evidence.height > 0.9  # gold values are copied from the text
     manifest = json.loads((out / "manifest.json").read_text())
     shard_dirs = {f"shard={s['shard_id']}" for s in manifest["shards"]}
     assert {p.name for p in (out / "records").iterdir()} == shard_dirs
@@ -477,32 +463,3 @@ def test_an_interrupted_run_starts_no_new_shard_and_a_rerun_resumes(
     summary = run_batch(docs, program(server), conf, parallel_shards=1)
     assert summary["status"] == "complete" and summary["n_documents"] == 8
     assert len(list((tmp_path / "out" / "records").glob("shard=*/part.parquet"))) == 8
-
-
-def test_a_crash_before_the_records_part_leaves_no_evidence_or_review_row_twice(
-    tmp_path: Path, server: FakeLMServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Exactly once for evidence and review too: their parts are written before the records part
-    (the commit), so a shard that crashed between them is redone whole, at the same paths."""
-    markers = {"po-1001#1": "", "po-1002#2": "MADE-UP-PO", "po-1003#3": ""}
-    docs = make_documents(tmp_path / "docs.parquet", markers)
-    conf = settings(tmp_path / "out", server, shard_size=10)
-    real_write = batch.finish.storage.write_parquet
-
-    def crash_at_the_commit(frame: pl.DataFrame, url: str) -> None:
-        if "/records/" in url:
-            raise OSError("disk full")
-        real_write(frame, url)
-
-    monkeypatch.setattr(batch.finish.storage, "write_parquet", crash_at_the_commit)
-    first = run_batch(docs, program(server), conf)
-    assert first["status"] == "incomplete" and first["shards_done"] == 0
-    assert list((tmp_path / "out" / "evidence").glob("shard=*/part.parquet"))  # written, not committed
-    assert batch.read_dataset(conf.output_dir, "evidence").is_empty()  # a reader sees none of it
-    monkeypatch.setattr(batch.finish.storage, "write_parquet", real_write)
-    again = run_batch(docs, program(server), conf)
-    assert again["status"] == "complete" and again["n_records"] == 3
-    evidence = batch.read_dataset(conf.output_dir, "evidence")
-    review = batch.read_dataset(conf.output_dir, "review")
-    assert not evidence.select("doc_id", "path").is_duplicated().any()
-    assert evidence["doc_id"].n_unique() == 3 and review["doc_id"].to_list() == ["po-1002#2"]

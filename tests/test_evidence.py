@@ -14,7 +14,7 @@ import pytest
 from ieflow import batch
 from ieflow.batch import Outcome, OutcomeKind, ReviewPolicy, review_item, run_batch
 from ieflow.batch.review_queue import is_required
-from ieflow.grounding import Evidence
+from ieflow.grounding import Evidence, leaf_values
 from ieflow.ingest.tables import load_previous, to_frames, write_tables
 from ieflow.validation.grounding import EvidenceRow, check_grounding
 from ieflow_testing.fake_server import FakeLMServer
@@ -137,6 +137,34 @@ def test_a_valid_record_with_an_invented_required_value_is_kept_and_queued_for_r
     assert (out / "review.html").is_file() and summary["review_page"] == str(out / "review.html")
 
 
+def test_the_evidence_dataset_has_one_row_per_leaf_of_each_record_at_the_texts_own_span(
+    tmp_path: Path, server: FakeLMServer
+) -> None:
+    markers = {"po-1001#1": "", "po-1002#2": "MADE-UP-PO", "po-1003#3": "", "po-1001#4": "MALFORMED"}
+    docs = make_documents(tmp_path / "docs.parquet", markers)
+    out = tmp_path / "out"
+    run_batch(docs, program(server), settings(out, server, shard_size=2))
+    records, _ = batch.read_outputs(str(out))
+    evidence = batch.read_dataset(str(out), "evidence")
+    assert set(evidence["doc_id"]) == set(records["doc_id"]) == {"po-1001#1", "po-1002#2", "po-1003#3"}
+    schema = program(server).schema
+    for doc_id in records["doc_id"]:
+        record = GOLD[doc_id.split("#")[0]]["record"]
+        if doc_id == "po-1002#2":
+            record = {**record, "po_number": "ZQ-4410-XW"}
+        leaves = [path for path, _, _ in leaf_values(record, schema)]
+        assert sorted(evidence.filter(pl.col("doc_id") == doc_id)["path"]) == sorted(leaves)
+    texts = dict(pl.read_parquet(docs).select("doc_id", "text").iter_rows())
+    located = evidence.filter(pl.col("char_start").is_not_null())
+    for row in located.iter_rows(named=True):
+        assert texts[row["doc_id"]][row["char_start"] : row["char_end"]] == row["matched_text"]
+        assert row["page"] == 1  # the documents have one page: page_offsets [0]
+    unlocated = evidence.filter(pl.col("char_start").is_null())
+    assert set(unlocated["method"]) <= {"not_found", "derived"}
+    invented = evidence.filter(pl.col("method") == "not_found").select("doc_id", "path").rows()
+    assert invented == [("po-1002#2", "po_number")]  # the one value printed nowhere
+
+
 def test_documents_parquet_keeps_page_offsets_and_an_older_table_reads_with_unknown_pages(
     tmp_path: Path,
 ) -> None:
@@ -208,3 +236,32 @@ def test_the_extract_flow_takes_the_review_policy_and_grounding_threshold_as_par
     assert default.review == ReviewPolicy("required", None) and default.min_grounded_share == 0.8
     with pytest.raises(ValidationError, match="review_below_confidence"):
         ExtractParams(documents="d", program="p", output_dir="o", review_below_confidence=2)
+
+
+def test_a_crash_before_the_records_part_leaves_no_evidence_or_review_row_twice(
+    tmp_path: Path, server: FakeLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exactly once for evidence and review too: their parts are written before the records part
+    (the commit), so a shard that crashed between them is redone whole, at the same paths."""
+    markers = {"po-1001#1": "", "po-1002#2": "MADE-UP-PO", "po-1003#3": ""}
+    docs = make_documents(tmp_path / "docs.parquet", markers)
+    conf = settings(tmp_path / "out", server, shard_size=10)
+    real_write = batch.finish.storage.write_parquet
+
+    def crash_at_the_commit(frame: pl.DataFrame, url: str) -> None:
+        if "/records/" in url:
+            raise OSError("disk full")
+        real_write(frame, url)
+
+    monkeypatch.setattr(batch.finish.storage, "write_parquet", crash_at_the_commit)
+    first = run_batch(docs, program(server), conf)
+    assert first["status"] == "incomplete" and first["shards_done"] == 0
+    assert list((tmp_path / "out" / "evidence").glob("shard=*/part.parquet"))  # written, not committed
+    assert batch.read_dataset(conf.output_dir, "evidence").is_empty()  # a reader sees none of it
+    monkeypatch.setattr(batch.finish.storage, "write_parquet", real_write)
+    again = run_batch(docs, program(server), conf)
+    assert again["status"] == "complete" and again["n_records"] == 3
+    evidence = batch.read_dataset(conf.output_dir, "evidence")
+    review = batch.read_dataset(conf.output_dir, "review")
+    assert not evidence.select("doc_id", "path").is_duplicated().any()
+    assert evidence["doc_id"].n_unique() == 3 and review["doc_id"].to_list() == ["po-1002#2"]
