@@ -265,3 +265,11 @@ def test_a_crash_before_the_records_part_leaves_no_evidence_or_review_row_twice(
     review = batch.read_dataset(conf.output_dir, "review")
     assert not evidence.select("doc_id", "path").is_duplicated().any()
     assert evidence["doc_id"].n_unique() == 3 and review["doc_id"].to_list() == ["po-1002#2"]
+
+
+def test_the_review_policy_is_part_of_the_runs_identity(tmp_path: Path, server: FakeLMServer) -> None:
+    docs = make_documents(tmp_path / "docs.parquet", {"po-1001#1": ""})
+    batch.plan_run(docs, program(server), settings(tmp_path / "out", server))
+    other = settings(tmp_path / "out", server, review=ReviewPolicy("any"))
+    with pytest.raises(batch.RunConflictError, match="review policy"):
+        batch.plan_run(docs, program(server), other)
