@@ -105,9 +105,11 @@ def test_great_expectations_checks_the_grounded_share_of_each_field() -> None:
     report = check_grounding(rows, 0.8, "receipts.grounding")
     assert report.failed == ["vendor"] and report.errors == []
     assert report.counted == {"total": 10, "vendor": 10} and report.grounded == {"total": 9, "vendor": 5}
-    results = {r["expectation_config"]["kwargs"]["column"]: r for r in report.result["results"]}
-    assert results["grounded:total"]["success"] and not results["grounded:vendor"]["success"]
-    assert results["grounded:vendor"]["expectation_config"]["kwargs"]["mostly"] == 0.8
+    (result,) = report.result["results"]  # one expectation over the per-field table
+    assert result["expectation_config"]["type"] == "expect_column_values_to_be_between"
+    kwargs = result["expectation_config"]["kwargs"]
+    assert (kwargs["column"], kwargs["min_value"]) == ("grounded_share", 0.8)
+    assert not result["success"] and result["result"]["unexpected_list"] == [0.5]
     assert check_grounding(rows, 0.5, "receipts.grounding").failed == []
 
 
