@@ -18,7 +18,7 @@ MAX_DOCUMENTS = 200  # documents on one page: the review queue first; a page mus
 def write_review_page(output_dir: str, max_documents: int = MAX_DOCUMENTS) -> str | None:
     """Write the run's review page; returns its URL, or None when the run has no records yet."""
     manifest = storage.read_json(storage.join(output_dir, MANIFEST))
-    records = read_dataset(output_dir, "records")
+    records = read_dataset(output_dir, "records", ["doc_id", "file_name"])
     if records.is_empty():
         return None
     review = read_dataset(output_dir, "review")
@@ -26,7 +26,7 @@ def write_review_page(output_dir: str, max_documents: int = MAX_DOCUMENTS) -> st
     others = sorted(set(records["doc_id"].to_list()) - set(queued))
     shown = (queued + others)[:max_documents]
     texts = _texts(manifest["documents"], shown)
-    values = _values(read_dataset(output_dir, "evidence"), shown)
+    values = _values(read_dataset(output_dir, "evidence", doc_ids=shown), shown)
     reasons = {row["doc_id"]: row for row in review.iter_rows(named=True)} if queued else {}
     names = dict(zip(records["doc_id"].to_list(), records["file_name"].to_list(), strict=True))
     documents = [

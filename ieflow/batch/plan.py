@@ -228,13 +228,22 @@ def shard_done(output_dir: str, shard_id: str) -> bool:
     return storage.exists(part_url(output_dir, "records", shard_id))
 
 
-def read_dataset(output_dir: str, dataset: str) -> pl.DataFrame:
-    """One dataset (records, quarantine, evidence or review) of the shards that are done; a
-    done shard from before the dataset existed has no part and adds no rows."""
+def read_dataset(
+    output_dir: str, dataset: str, columns: list[str] | None = None, doc_ids: list[str] | None = None
+) -> pl.DataFrame:
+    """One dataset (records, quarantine, evidence or review) of the shards that are done, read one
+    part at a time: only `columns` (all when None) of the rows of `doc_ids` (all when None). A done
+    shard from before the dataset existed has no part and adds no rows."""
     manifest = storage.read_json(storage.join(output_dir, MANIFEST))
     done = [s["shard_id"] for s in manifest["shards"] if shard_done(output_dir, s["shard_id"])]
-    urls = [part_url(output_dir, dataset, s) for s in done]
-    frames = [storage.read_parquet(url) for url in urls if storage.exists(url)]
+    frames = []
+    for url in (part_url(output_dir, dataset, s) for s in done):
+        if not storage.exists(url):
+            continue
+        frame = storage.read_parquet(url)
+        if doc_ids is not None:
+            frame = frame.filter(pl.col("doc_id").is_in(doc_ids))
+        frames.append(frame.select(columns) if columns is not None else frame)
     return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 
 
