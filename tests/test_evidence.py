@@ -275,3 +275,16 @@ def test_the_review_policy_is_part_of_the_runs_identity(tmp_path: Path, server: 
     other = settings(tmp_path / "out", server, review=ReviewPolicy("any"))
     with pytest.raises(batch.RunConflictError, match="review policy"):
         batch.plan_run(docs, program(server), other)
+
+
+def test_an_outcome_copies_the_traces_confidence_when_the_trace_has_it() -> None:
+    """The contract with the confidence branch: Trace.field_confidence and Trace.confidence_note."""
+    from ieflow.trace import Trace
+
+    bare = Trace(raw='{"number": "X-1"}', latency_s=0.5, calls=1)
+    assert Outcome.from_extraction("d", {"number": "X-1"}, bare).field_confidence == {}
+    bare.field_confidence = {"number": 0.42}  # type: ignore[attr-defined]
+    bare.confidence_note = "one token below 0.5"  # type: ignore[attr-defined]
+    outcome = Outcome.from_extraction("d", {"number": "X-1"}, bare)
+    assert outcome.field_confidence == {"number": 0.42} and outcome.confidence_note == "one token below 0.5"
+    assert outcome.model_s == 0.5
