@@ -20,13 +20,21 @@ $(VENV)/.installed: pyproject.toml
 	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(PY) -m pip install --quiet -e '.[local,dev]'
 	touch $@
 
-# Tesseract for OCR of scanned pages and images (Debian packages).
+# Tesseract for OCR of scanned pages and images, and Chromium for the review page's browser tests
+# (Debian packages).
 system-deps:
 	@if ! command -v tesseract >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && apt-get install -y -qq tesseract-ocr tesseract-ocr-eng >/dev/null; \
 	  else \
 	    echo "note: install tesseract-ocr and tesseract-ocr-eng for OCR (sudo apt-get install ...)"; \
+	  fi; \
+	fi
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "note: install chromium for the review page's browser tests (sudo apt-get install chromium)"; \
 	  fi; \
 	fi
 

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -112,6 +113,15 @@ def extract(
     api_base: str = typer.Option(None, help="Base URL of an OpenAI-compatible server."),
     api_key_env: str = typer.Option(None, help="Name of the environment variable holding the API key."),
     api_key_secret: str = typer.Option(None, help="Name of a Prefect Secret block holding the API key."),
+    review_when_not_found: str = typer.Option(
+        None, help="Values found nowhere that send a record to review/: required (default), any, never."
+    ),
+    review_below_confidence: float = typer.Option(
+        None, help="A value's model confidence below this sends its record to review/ (default: unused)."
+    ),
+    min_grounded_share: float = typer.Option(
+        None, help="great-expectations: per field, at least this share of values found (default 0.8)."
+    ),
     progress: bool = typer.Option(
         None, "--progress/--no-progress", help="Progress bars on stderr (default: on a terminal)."
     ),
@@ -134,6 +144,12 @@ def extract_file(
     model: str | None = typer.Option(None, help="litellm model name, e.g. openai/gpt-4o-mini."),
     file_timeout: float = typer.Option(600.0, min=0, help="Time limit to read and parse it (0: none)."),
     max_file_mb: float = typer.Option(DEFAULT_MAX_FILE_MB, min=0.001, help="Size cap: bigger files unread."),
+    evidence: bool = typer.Option(
+        False,
+        "--evidence",
+        help="Print {record, evidence}: where each value is in the document, how it matched, "
+        "and the model's confidence.",
+    ),
 ) -> None:
     """Extract one document and print the record as JSON."""
     from ieflow.extraction import extract
@@ -156,7 +172,20 @@ def extract_file(
     if record is None:
         typer.echo(f"error: extraction failed: {trace.error}", err=True)
         raise typer.Exit(1)
-    typer.echo(json.dumps(record, indent=2, ensure_ascii=False))
+    output = _with_evidence(record, trace, prog, parsed) if evidence else record
+    typer.echo(json.dumps(output, indent=2, ensure_ascii=False))
+
+
+def _with_evidence(record: dict, trace: Any, program: Any, parsed: Any) -> dict[str, Any]:
+    """The record and one evidence row per leaf value, with the model's confidence where known."""
+    from ieflow.grounding import DocumentIndex, ground_record
+
+    index = DocumentIndex(parsed.text, parsed.page_offsets)
+    found = ground_record(record, index, program.schema, program.formats)
+    confidence = getattr(trace, "field_confidence", None) or {}
+    note = getattr(trace, "confidence_note", None)
+    rows = [{**e.to_row(), "confidence": confidence.get(e.path), "confidence_note": note} for e in found]
+    return {"record": record, "evidence": rows}
 
 
 @app.command()

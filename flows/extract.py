@@ -13,13 +13,18 @@ import time
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, unmapped
-from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
 from ieflow import storage
-from ieflow.batch import BatchSettings, load_program, pending_shards, plan_run, program_url
+from ieflow.batch import BatchSettings, ReviewPolicy, load_program, pending_shards, plan_run, program_url
 from ieflow.batch.progress import announce_start
 from ieflow_tasks.extract import extract_shard, finish_extract, plan_extract, read_program, summary_table
 from ieflow_tasks.secrets import preflight
@@ -62,6 +67,25 @@ class ExtractParams(BaseModel):
     shard_retries: int = Field(2, ge=0, description="Task retries of a shard (they redo only what failed).")
     retry_delay_s: float = Field(10.0, ge=0)
     data_docs: bool = Field(True, description="Render great-expectations Data Docs into output_dir.")
+    review_when_not_found: Literal["required", "any", "never"] = Field(
+        "required",
+        description="Which values found nowhere in their document send a valid record to review/: "
+        "those of required fields, any value, or never.",
+    )
+    review_below_confidence: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="A value whose model confidence is below this sends its record to review/ "
+        "(None: confidence is not used).",
+    )
+    min_grounded_share: float | None = Field(
+        0.8,
+        ge=0.0,
+        le=1.0,
+        description="great-expectations check per field and shard: at least this share of the "
+        "field's values found in their documents (None: no check).",
+    )
 
     def settings(self) -> BatchSettings:
         return BatchSettings(
@@ -72,6 +96,8 @@ class ExtractParams(BaseModel):
             api_key_env=self.api_key_env,
             expectations=self.expectations,
             use_lm_cache=self.use_lm_cache,
+            review=ReviewPolicy(self.review_when_not_found, self.review_below_confidence),
+            min_grounded_share=self.min_grounded_share,
         )
 
     def runner(self) -> Any:
@@ -196,7 +222,7 @@ def extract_shards(
 
 
 def publish_summary(summary: dict[str, Any], run_id: str) -> None:
-    """The run's summary as a Prefect table artifact and one log line."""
+    """The run's summary as a Prefect table artifact, one log line, and a link to its review page."""
     create_table_artifact(
         table=summary_table(summary),
         key="extract-summary",
@@ -208,6 +234,23 @@ def publish_summary(summary: dict[str, Any], run_id: str) -> None:
         *(summary["status"], summary["n_records"], summary["n_quarantined"]),
         *(summary["quarantined_by_reason"], summary["wall_s"]),
     )
+    if summary.get("review_page"):
+        create_link_artifact(
+            link=_link(summary["review_page"]),
+            link_text="review page",
+            key="extract-review",
+            description=f"Run {run_id}: {summary.get('n_review', 0)} records to review, "
+            "each value highlighted where it was found in its document",
+        )
+
+
+def _link(url: str) -> str:
+    """A link a browser opens: a local path as a file:// URL, any other URL as it is."""
+    if "://" in url:
+        return url
+    from pathlib import Path
+
+    return Path(url).resolve().as_uri()
 
 
 def find_documents(params: ExtractParams) -> str:

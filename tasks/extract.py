@@ -68,6 +68,12 @@ def read_program(url: str) -> ExtractionProgram:
     return ExtractionProgram.from_dict(storage.read_json(url))
 
 
+def _least_grounded(summary: dict[str, Any], n: int = 10) -> list[tuple[str, float]]:
+    """The `n` fields with the lowest grounded share (a wide schema has thousands of fields)."""
+    shares = summary.get("grounded_share") or {}
+    return sorted(shares.items(), key=lambda kv: (kv[1], kv[0]))[:n]
+
+
 def summary_table(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """The summary as metric/value rows (what the table artifact shows)."""
     wall = summary.get("wall_s") or 0.0
@@ -76,6 +82,9 @@ def summary_table(summary: dict[str, Any]) -> list[dict[str, Any]]:
         ("records", summary["n_records"]),
         ("quarantined", summary["n_quarantined"]),
         *((f"quarantined: {reason}", n) for reason, n in summary["quarantined_by_reason"].items()),
+        ("in review (valid, kept in records)", summary.get("n_review", 0)),
+        *((f"review: {reason}", n) for reason, n in (summary.get("review_by_reason") or {}).items()),
+        *((f"grounded share: {name}", share) for name, share in _least_grounded(summary)),
         ("prompt tokens", summary["prompt_tokens"]),
         ("completion tokens", summary["completion_tokens"]),
         ("model calls", summary["calls"]),

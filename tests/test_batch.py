@@ -60,6 +60,8 @@ def answer(body: dict[str, Any]) -> Any:
         return '{"po_number": "PO-1", "po_date": '
     if "OVER-BUDGET" in text:
         record["total"] = 99999.0
+    if "MADE-UP-PO" in text:
+        record["po_number"] = "ZQ-4410-XW"  # valid, but printed nowhere in the document
     if "FLAKY" in text and FLAKY["on"]:
         raise RuntimeError("model down")  # the fake server answers 500
     return record
@@ -79,7 +81,10 @@ def make_documents(path: Path, docs: dict[str, str]) -> str:
             {
                 "doc_id": doc_id,
                 "sha256": f"sha-{doc_id}",
+                "source_uri": str(PO / GOLD[source]["file"]),
+                "file_name": Path(GOLD[source]["file"]).name,
                 "text": f"[{source}] {marker}\n{text}",
+                "page_offsets": [0],
                 "status": status,
                 "error": "PDF is corrupt" if status == "error" else None,
             }
@@ -193,6 +198,10 @@ def test_every_document_lands_once_in_records_or_quarantine(tmp_path: Path, serv
     gold = records.filter(pl.col("doc_id") == "po-1001#a").to_dicts()[0]
     assert gold["line_items"][2]["unit_price"] == 31.0 and gold["buyer"]["address"]["country"] == "US"
     assert gold["program_hash"] == program(server).hash and gold["prompt_tokens"] > 0
+    # Where each record came from, and the model's time apart from the document's wall time.
+    assert gold["source_uri"] == str(PO / GOLD["po-1001"]["file"]) and gold["file_name"].endswith(".txt")
+    assert why["po-1002#h"]["source_uri"] == str(PO / GOLD["po-1002"]["file"])
+    assert gold["model_s"] > 0 and gold["wall_s"] >= gold["model_s"]
     manifest = json.loads((out / "manifest.json").read_text())
     shard_dirs = {f"shard={s['shard_id']}" for s in manifest["shards"]}
     assert {p.name for p in (out / "records").iterdir()} == shard_dirs
@@ -390,6 +399,8 @@ def test_kill_9_mid_run_then_restart_writes_every_document_once(tmp_path: Path) 
     records, quarantine = batch.read_outputs(str(out))
     assert len(records) == n and records["doc_id"].n_unique() == n and len(quarantine) == 0
     assert redone == n - 40 * len(done) - staged  # done shards and staged documents were not redone
+    evidence = batch.read_dataset(str(out), "evidence")  # committed with the records: once each
+    assert evidence["doc_id"].n_unique() == n and not evidence.select("doc_id", "path").is_duplicated().any()
 
 
 def test_a_run_publishes_to_process_wide_listeners(tmp_path: Path, server: FakeLMServer) -> None:

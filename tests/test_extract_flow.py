@@ -114,6 +114,11 @@ def test_flow_extracts_reports_and_restarts(
     assert table and table[0].type == "table"
     rows = {row["metric"]: row["value"] for row in json.loads(table[0].data)}
     assert rows["documents"] == 7 and rows["records"] == 6 and rows["quarantined: validation_failed"] == 1
+    # Evidence beside the records, and the review page linked from the run.
+    assert batch.read_dataset(str(out), "evidence")["doc_id"].n_unique() == 6
+    assert rows["in review (valid, kept in records)"] == summary["n_review"]
+    link = artifacts("extract-review")
+    assert link and link[0].type == "markdown" and (out / "review.html").as_uri() in link[0].data
 
     # The same run again: every shard is done, no model call is made.
     before = server.stats.requests

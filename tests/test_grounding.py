@@ -106,6 +106,27 @@ def test_pages_come_from_the_ingested_page_offsets() -> None:
     assert evidence[0].page == 2
 
 
+def test_unknown_pages_are_null_not_page_one() -> None:
+    """A documents table from before ingest kept page offsets: the span is known, the page not."""
+    (evidence,) = ground_record({"company": "ACME"}, DocumentIndex("ACME", page_offsets=None), SCHEMA)
+    assert (evidence.char_start, evidence.page) == (0, None)
+
+
+def test_an_enum_code_the_text_does_not_print_is_derived_but_a_free_string_is_not_found() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "method": {"type": "string", "enum": ["bank_transfer", "card"]},
+            "note": {"type": "string"},
+        },
+    }
+    index = DocumentIndex("Payment: by wire to our account. Paid by card.")
+    found = _by_path(ground_record({"method": "bank_transfer", "note": "bank_transfer"}, index, schema))
+    assert found["method"].method == "derived" and found["note"].method == "not_found"
+    printed = _by_path(ground_record({"method": "card"}, index, schema))["method"]
+    assert printed.method == "exact" and index.text[printed.char_start : printed.char_end] == "card"
+
+
 def test_a_300_page_document_grounds_a_wide_record_in_bounded_time() -> None:
     page = (
         "Section {n}. The parties agree that the Supplier shall deliver goods worth 1,{n:03d}.00 USD.\n" * 40

@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import time
+from bisect import bisect_right
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,7 @@ def check_outputs(
     nda = by_name["nda.pdf"]
     assert nda["source_uris"] == [str(corpus / "nda.pdf"), str(corpus / "sub" / "copy-of-nda.pdf")]
     assert (nda["status"], nda["method"], nda["n_pages"]) == ("ok", "text_layer", 2)
+    assert len(nda["page_offsets"]) == 2 and nda["page_offsets"][0] == 0  # where each page starts
     assert by_name["receipt.txt"]["method"] == "plain"
     assert by_name["page.html"]["method"] == "unstructured"
     for name, reason in reasons.items():
@@ -81,9 +83,12 @@ def check_outputs(
     ok_ids = set(docs.filter(pl.col("status") == "ok")["doc_id"])
     assert set(chunks["doc_id"]) == ok_ids
     texts = dict(zip(docs["doc_id"], docs["text"], strict=True))
+    pages = dict(zip(docs["doc_id"], docs["page_offsets"], strict=True))
     for row in chunks.iter_rows(named=True):
         assert texts[row["doc_id"]][row["char_start"] : row["char_end"]] == row["text"]
         assert row["n_tokens"] <= 64
+        # The page offsets place each chunk on the page the chunker gave it.
+        assert bisect_right(pages[row["doc_id"]], row["char_start"]) == row["page_start"]
     return docs, chunks
 
 

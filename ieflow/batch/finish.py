@@ -1,15 +1,17 @@
 """Ending a shard and ending a run.
 
-A shard commits exactly once: its outcomes are validated, its validation results and quarantine
-part are written (the quarantine part always whole, even when empty), then its counts, and its
-records part last, atomically; the records part's presence is what "done" means. A crash between
-the two parts leaves a shard that is not done, so the restart rewrites both and no document ends in
-both. A run ends by summing the shard counts, rendering Data Docs, dropping the staging folder and
-recording the summary in the manifest.
+A shard commits exactly once: its outcomes are validated, its validation results and its
+quarantine, evidence and review parts are written (each always whole, even when empty), then its
+counts, and its records part last, atomically; the records part's presence is what "done" means. A
+crash before it leaves a shard that is not done, so the restart rewrites every part at the same
+paths: no document ends in two datasets, and no evidence or review row is written twice. A run
+ends by summing the shard counts, rendering Data Docs and the review page, dropping the staging
+folder and recording the summary in the manifest.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import replace
@@ -19,12 +21,28 @@ from typing import Any
 import polars as pl
 
 from ieflow import storage
+from ieflow.batch.evidence import evidence_frame, review_frame
 from ieflow.batch.outcome import QUARANTINE_REASONS, USAGE_FIELDS, Outcome, OutcomeKind, Quarantined
-from ieflow.batch.plan import MANIFEST, BatchSettings, RunPlan, Shard, part_url, shard_done, stats_url
+from ieflow.batch.page import write_review_page
+from ieflow.batch.plan import (
+    MANIFEST,
+    BatchSettings,
+    RunPlan,
+    Shard,
+    part_url,
+    read_dataset,
+    shard_done,
+    stats_url,
+)
+from ieflow.batch.review_queue import ReviewItem, review_item
 from ieflow.batch.write import coerce_record, quarantine_frame, records_frame
 from ieflow.extraction import leaked_prompt
+from ieflow.grounding import schema_path
 from ieflow.program import ExtractionProgram
 from ieflow.validation import RecordValidator, load_expectations
+from ieflow.validation.grounding import EvidenceRow, GroundingReport, check_grounding
+
+log = logging.getLogger(__name__)
 
 _VALIDATORS: dict[tuple[str, str | None], RecordValidator] = {}
 _VALIDATORS_LOCK = threading.Lock()
@@ -60,9 +78,16 @@ def commit_shard(
     )
     records, quarantined = _split(outcomes, report.row_failures, program)
     out = settings.output_dir
-    storage.write_json(report.results, storage.join(out, "validation", f"{shard.shard_id}.json"))
+    review = [i for o in records if (i := review_item(o, program.schema, settings.review)) is not None]
+    grounding = _check_grounding(records, program, settings)
+    storage.write_json(
+        report.results + ([grounding.result] if grounding.result else []),
+        storage.join(out, "validation", f"{shard.shard_id}.json"),
+    )
     storage.write_parquet(quarantine_frame(quarantined, program), part_url(out, "quarantine", shard.shard_id))
-    records_part = records_frame(records, program)
+    storage.write_parquet(evidence_frame(records, program), part_url(out, "evidence", shard.shard_id))
+    storage.write_parquet(review_frame(review, program), part_url(out, "review", shard.shard_id))
+    records_part = records_frame(records, program, frozenset(i.outcome.doc_id for i in review))
     stats = {
         "shard_id": shard.shard_id,
         "n_documents": len(outcomes),
@@ -71,7 +96,11 @@ def commit_shard(
         "quarantined_by_reason": {r: sum(q.reason == r for q in quarantined) for r in QUARANTINE_REASONS},
         "failed_expectations": report.counts,
         "batch_failures": report.batch_failures,
-        "validation_errors": report.errors,
+        "validation_errors": report.errors + grounding.errors,
+        "n_review": len(review),
+        "review_by_reason": _count_reasons(review),
+        "grounding": {"counted": grounding.counted, "grounded": grounding.grounded},
+        "grounding_failed": grounding.failed,
         **{k: sum(getattr(o, k) or 0 for o in outcomes) for k in USAGE_FIELDS},
         "resumed_documents": resumed,
         "seconds": round(time.perf_counter() - started, 3),
@@ -79,6 +108,23 @@ def commit_shard(
     storage.write_json(stats, stats_url(out, shard.shard_id))
     storage.write_parquet(records_part, part_url(out, "records", shard.shard_id))  # last: the commit
     return stats
+
+
+def _check_grounding(
+    records: list[Outcome], program: ExtractionProgram, settings: BatchSettings
+) -> GroundingReport:
+    if settings.min_grounded_share is None:
+        return GroundingReport()
+    rows = [EvidenceRow(o.doc_id, schema_path(e.path), e.method) for o in records for e in o.evidence]
+    return check_grounding(rows, settings.min_grounded_share, f"{program.name}.grounding")
+
+
+def _count_reasons(items: list[ReviewItem]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in items:
+        for reason in item.reasons:
+            counts[reason] = counts.get(reason, 0) + 1
+    return counts
 
 
 def _flag_leak(outcome: Outcome, program: ExtractionProgram) -> Outcome:
@@ -122,9 +168,11 @@ def finish_run(
     failed: dict[str, str] | None = None,
     data_docs: bool = True,
     n_processed: int | None = None,
+    review_page: bool = True,
 ) -> dict[str, Any]:
-    """Sum the shard stats, render Data Docs, drop staging and record the summary in the manifest.
-    `n_processed`: documents of the shards this run did (the rest were done by an earlier start)."""
+    """Sum the shard stats, render Data Docs and the review page, drop staging and record the
+    summary in the manifest. `n_processed`: documents of the shards this run did (the rest were
+    done by an earlier start)."""
     out = plan.output_dir
     stats = [
         storage.read_json(stats_url(out, s.shard_id)) for s in plan.shards if shard_done(out, s.shard_id)
@@ -135,6 +183,8 @@ def finish_run(
         rendering = time.perf_counter()
         summary["data_docs"] = _render_data_docs(plan, program, settings, [s["shard_id"] for s in stats])
         summary["data_docs_s"] = round(time.perf_counter() - rendering, 2)
+    if review_page and stats:
+        summary.update(_write_review_page(out))
     if summary["status"] == "complete":
         _remove(storage.join(out, "_staging"))
     manifest = storage.read_json(storage.join(out, MANIFEST))
@@ -147,6 +197,7 @@ _SUMMED = (
     "n_documents",
     "n_records",
     "n_quarantined",
+    "n_review",
     "prompt_tokens",
     "completion_tokens",
     "cost_usd",
@@ -176,8 +227,32 @@ def summarize(
         "cost_usd": round(total["cost_usd"], 6),
         "quarantined_by_reason": by_reason,
         "failed_expectations": dict(sorted(expectations.items(), key=lambda kv: -kv[1])),
+        **_grounding_summary(stats),
         "wall_s": round(wall_s, 2),
         "finished": date.today().isoformat(),
+    }
+
+
+def _grounding_summary(stats: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run's grounded share per field, the review queue by reason, and per field the number of
+    shards whose great-expectations grounding check failed."""
+    counted: dict[str, int] = {}
+    grounded: dict[str, int] = {}
+    failed: dict[str, int] = {}
+    reasons: dict[str, int] = {}
+    for s in stats:
+        grounding = s.get("grounding") or {}
+        for name, n in (grounding.get("counted") or {}).items():
+            counted[name] = counted.get(name, 0) + n
+            grounded[name] = grounded.get(name, 0) + grounding["grounded"].get(name, 0)
+        for name in s.get("grounding_failed") or []:
+            failed[name] = failed.get(name, 0) + 1
+        for reason, n in (s.get("review_by_reason") or {}).items():
+            reasons[reason] = reasons.get(reason, 0) + n
+    return {
+        "review_by_reason": reasons,
+        "grounded_share": {name: round(grounded[name] / n, 4) for name, n in sorted(counted.items())},
+        "grounding_failed_shards": failed,
     }
 
 
@@ -207,6 +282,15 @@ def _render_data_docs(
     return storage.join(target, "index.html")
 
 
+def _write_review_page(output_dir: str) -> dict[str, Any]:
+    # The datasets are committed by now: a page that cannot be drawn is reported, not fatal.
+    try:
+        return {"review_page": write_review_page(output_dir)}
+    except Exception as exc:
+        log.warning("review page not written: %s: %s", type(exc).__name__, exc)
+        return {"review_page": None, "review_page_error": f"{type(exc).__name__}: {exc}"}
+
+
 def _remove(url: str) -> None:
     import fsspec
 
@@ -218,13 +302,4 @@ def _remove(url: str) -> None:
 def read_outputs(output_dir: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(records, quarantine) of the shards that are done (a quarantine part without its records
     part belongs to a shard that crashed mid-commit and will be rewritten)."""
-    manifest = storage.read_json(storage.join(output_dir, MANIFEST))
-    done = [s["shard_id"] for s in manifest["shards"] if shard_done(output_dir, s["shard_id"])]
-    frames = {
-        dataset: [storage.read_parquet(part_url(output_dir, dataset, s)) for s in done]
-        for dataset in ("records", "quarantine")
-    }
-    return (
-        pl.concat(frames["records"], how="diagonal_relaxed") if done else pl.DataFrame(),
-        pl.concat(frames["quarantine"], how="diagonal_relaxed") if done else pl.DataFrame(),
-    )
+    return read_dataset(output_dir, "records"), read_dataset(output_dir, "quarantine")

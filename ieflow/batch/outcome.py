@@ -2,6 +2,12 @@
 
 An outcome is staged as one JSON line (`to_dict`/`from_dict`) until its shard is committed, then it
 becomes a records row (kind `ok`, valid) or a quarantine row (everything else, with the reason).
+An ok outcome carries its record's evidence (grounded in the shard, right after extraction) and
+the model's per-field confidence, so a restart never grounds a staged document again.
+
+Two times per document: `model_s` is the model calls' time as the trace sums it; `wall_s` is the
+document's time in its shard, from the moment a worker took it up to its outcome (the calls,
+waiting for them, and grounding).
 """
 
 from __future__ import annotations
@@ -10,8 +16,10 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from ieflow.grounding import Evidence
+
 QUARANTINE_REASONS = ("validation_failed", "parse_error", "lm_error", "document_error", "prompt_leak")
-USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "cost_usd", "latency_s", "calls")
+USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "cost_usd", "model_s", "wall_s", "calls")
 
 
 class OutcomeKind(StrEnum):
@@ -44,17 +52,41 @@ class Outcome:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cost_usd: float | None = None
-    latency_s: float | None = None
+    model_s: float | None = None
     calls: int | None = None
+    wall_s: float | None = None
+    source_uri: str | None = None
+    file_name: str | None = None
+    evidence: tuple[Evidence, ...] = ()
+    grounding_error: str | None = None  # grounding raised: the record is kept, without evidence
+    field_confidence: dict[str, float | None] = field(default_factory=dict)  # leaf path -> 0-1
+    confidence_note: str | None = None  # why a confidence is missing
 
     @classmethod
     def from_extraction(cls, doc_id: str, record: Any, trace: Any) -> Outcome:
         """The outcome of `extraction.aextract`: ok | invalid | parse_error | lm_error | transient."""
         from ieflow.lm.structured import parse_json
 
-        usage = {name: getattr(trace, name) for name in USAGE_FIELDS}
+        usage = {
+            "prompt_tokens": trace.prompt_tokens,
+            "completion_tokens": trace.completion_tokens,
+            "cost_usd": trace.cost_usd,
+            "model_s": trace.latency_s,
+            "calls": trace.calls,
+        }
         if record is not None:
-            return cls(doc_id, OutcomeKind.OK, record, None, trace.error, **usage)
+            confidence = dict(getattr(trace, "field_confidence", None) or {})
+            note = getattr(trace, "confidence_note", None)
+            return cls(
+                doc_id,
+                OutcomeKind.OK,
+                record,
+                None,
+                trace.error,
+                **usage,
+                field_confidence=confidence,
+                confidence_note=note,
+            )
         raw = trace.raw or None
         if trace.error_kind == "unavailable":
             return cls(doc_id, OutcomeKind.TRANSIENT, None, raw, trace.error, **usage)
@@ -85,9 +117,13 @@ class Outcome:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Outcome:
-        """An outcome from `to_dict` (fields it lacks are None, as in files staged without usage)."""
+        """An outcome from `to_dict` (fields it lacks take their defaults, as in files staged
+        without usage; `latency_s`, the name of `model_s` in files staged before it, is read too)."""
+        if "latency_s" in data and "model_s" not in data:
+            data = {**data, "model_s": data["latency_s"]}
         known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
-        return cls(**{**known, "kind": OutcomeKind(data["kind"])})
+        evidence = tuple(Evidence(**row) for row in known.pop("evidence", None) or ())
+        return cls(**{**known, "kind": OutcomeKind(data["kind"]), "evidence": evidence})
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 
 from ieflow import storage
+from ieflow.batch.review_queue import ReviewPolicy
 from ieflow.errors import ConfigError, RunConflictError
+from ieflow.grounding import GroundingLimits
 from ieflow.program import ExtractionProgram
 from ieflow.validation import load_expectations
 
@@ -39,6 +41,9 @@ class BatchSettings:
     max_retries: int = 4
     flush_every: int = 64
     flush_interval_s: float = 2.0
+    grounding: GroundingLimits = field(default_factory=GroundingLimits)  # most cost per document
+    review: ReviewPolicy = field(default_factory=ReviewPolicy)  # which valid records go to review/
+    min_grounded_share: float | None = 0.8  # per field, checked by great-expectations; None: off
 
 
 @dataclass(frozen=True)
@@ -94,11 +99,14 @@ def load_program(source: str, model: str | None = None) -> ExtractionProgram:
     return program.replace(model=model) if model else program
 
 
+DOCUMENT_FIELDS = ("doc_id", "sha256", "source_uri", "file_name", "text", "page_offsets", "status", "error")
+
+
 def read_documents(url: str, doc_ids: list[str]) -> pl.DataFrame:
-    """doc_id, text, status, error (and sha256 when present) of some documents of documents.parquet
-    (a predicate pushed into the Parquet scan, so a shard reads only its rows)."""
+    """The `DOCUMENT_FIELDS` documents.parquet has, of some documents (a predicate pushed into the
+    Parquet scan, so a shard reads only its rows). Tables from before a column existed lack it."""
     frame, names = _scan_documents(url)
-    wanted = [c for c in ("doc_id", "sha256", "text", "status", "error") if c in names]
+    wanted = [c for c in DOCUMENT_FIELDS if c in names]
     frame = frame.filter(pl.col("doc_id").is_in(doc_ids))
     return frame.select(wanted).unique("doc_id", keep="first", maintain_order=True).collect()
 
@@ -112,8 +120,16 @@ def plan_run(documents: str, program: ExtractionProgram, settings: BatchSettings
     ids = docs["doc_id"].cast(pl.String).to_list()
     shas = docs["sha256"].fill_null("").to_list() if "sha256" in docs.columns else [""] * len(ids)
     content = hashlib.sha256("\n".join(f"{i}\t{s}" for i, s in zip(ids, shas, strict=True)).encode())
-    # The user's expectations decide what is quarantined, so they are part of the run's identity.
-    rules = json.dumps([vars(e) for e in load_expectations(settings.expectations)], sort_keys=True)
+    # The user's expectations decide what is quarantined, and the review policy what is reviewed,
+    # so they are part of the run's identity.
+    rules = json.dumps(
+        {
+            "expectations": [vars(e) for e in load_expectations(settings.expectations)],
+            "review": vars(settings.review),
+            "min_grounded_share": settings.min_grounded_share,
+        },
+        sort_keys=True,
+    )
     run_id = _digest(program.hash, content.hexdigest(), str(settings.shard_size), rules)[:16]
     shards = []
     for index, start in enumerate(range(0, len(ids), settings.shard_size)):
@@ -183,7 +199,7 @@ def _write_or_check_manifest(plan: RunPlan, program: ExtractionProgram, duplicat
                 f"{plan.output_dir} holds run {old.get('run_id')} (program {old.get('program_hash')}, "
                 f"{old.get('n_documents')} documents, shard size {old.get('shard_size')}), not this one "
                 f"(program {program.hash}, {plan.n_documents} documents, shard size {plan.shard_size}; "
-                "expectations count too); use another output folder"
+                "expectations and the review policy count too); use another output folder"
             )
     # The run's program beside its manifest (the run id covers its hash): shards read it from
     # here, so a program of any size never travels as a Prefect parameter.
@@ -203,13 +219,32 @@ def _digest(*parts: str) -> str:
 
 
 def part_url(output_dir: str, dataset: str, shard_id: str) -> str:
-    """The Parquet part of a shard in `records` or `quarantine`."""
+    """The Parquet part of a shard in `records`, `quarantine`, `evidence` or `review`."""
     return storage.join(output_dir, dataset, f"shard={shard_id}", "part.parquet")
 
 
 def shard_done(output_dir: str, shard_id: str) -> bool:
     """Whether the shard is committed: its records part is written last, so it exists only then."""
     return storage.exists(part_url(output_dir, "records", shard_id))
+
+
+def read_dataset(
+    output_dir: str, dataset: str, columns: list[str] | None = None, doc_ids: list[str] | None = None
+) -> pl.DataFrame:
+    """One dataset (records, quarantine, evidence or review) of the shards that are done, read one
+    part at a time: only `columns` (all when None) of the rows of `doc_ids` (all when None). A done
+    shard from before the dataset existed has no part and adds no rows."""
+    manifest = storage.read_json(storage.join(output_dir, MANIFEST))
+    done = [s["shard_id"] for s in manifest["shards"] if shard_done(output_dir, s["shard_id"])]
+    frames = []
+    for url in (part_url(output_dir, dataset, s) for s in done):
+        if not storage.exists(url):
+            continue
+        frame = storage.read_parquet(url)
+        if doc_ids is not None:
+            frame = frame.filter(pl.col("doc_id").is_in(doc_ids))
+        frames.append(frame.select(columns) if columns is not None else frame)
+    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 
 
 def pending_shards(plan: RunPlan) -> list[Shard]:

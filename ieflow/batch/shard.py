@@ -1,5 +1,6 @@
 """Running one shard: read its pending documents, extract them on the process's model event loop,
-stage each outcome, then hand them all to the commit (`finish.commit_shard`).
+ground each record in its document, stage each outcome, then hand them all to the commit
+(`finish.commit_shard`).
 
 Model calls run on one event loop per process (`_ModelCallLoop`), whichever thread runs the shard,
 so the LM client's per-model limit bounds the calls of every shard in the process together;
@@ -13,9 +14,11 @@ import os
 import threading
 import time
 from collections.abc import Coroutine
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from ieflow import storage
+from ieflow.batch.evidence import PendingDocument, ground_outcome, pending_document
 from ieflow.batch.finish import commit_shard
 from ieflow.batch.outcome import Outcome
 from ieflow.batch.plan import BatchSettings, Shard, read_documents, shard_done, staging_dir, stats_url
@@ -110,20 +113,22 @@ def run_shard(
 
 def _read_pending(
     documents: str, shard: Shard, outcomes: dict[str, Outcome], meter: ProgressMeter
-) -> list[tuple[str, str]]:
-    """(doc_id, text) of the shard's documents without an outcome yet; a document without usable
-    text gets its document_error outcome in `outcomes` instead."""
+) -> list[PendingDocument]:
+    """The shard's documents without an outcome yet; a document without usable text gets its
+    document_error outcome in `outcomes` instead."""
     if len(outcomes) >= len(shard.doc_ids):
         return []
-    todo: list[tuple[str, str]] = []
+    todo: list[PendingDocument] = []
     rows = read_documents(documents, [d for d in shard.doc_ids if d not in outcomes])
     for row in rows.iter_rows(named=True):
         problem = _document_problem(row)
         if problem:
-            outcomes[row["doc_id"]] = Outcome.document_error(row["doc_id"], problem)
+            failed = Outcome.document_error(row["doc_id"], problem)
+            source = {"source_uri": row.get("source_uri"), "file_name": row.get("file_name")}
+            outcomes[row["doc_id"]] = replace(failed, **source)
             meter.documents(1)
         else:
-            todo.append((row["doc_id"], row["text"]))
+            todo.append(pending_document(row))
     return todo
 
 
@@ -139,7 +144,7 @@ def _extract_or_raise(
     shard: Shard,
     program: ExtractionProgram,
     settings: BatchSettings,
-    todo: list[tuple[str, str]],
+    todo: list[PendingDocument],
     meter: ProgressMeter,
     api_key: ApiKey | None,
 ) -> dict[str, Outcome]:
@@ -148,7 +153,7 @@ def _extract_or_raise(
         staging_dir(settings.output_dir, shard.shard_id), settings.flush_every, settings.flush_interval_s
     )
     client = batch_client(program, settings, api_key)
-    fresh = _ModelCallLoop.run(_extract_all(program, client, todo, settings.concurrency, stager, meter))
+    fresh = _ModelCallLoop.run(_extract_all(program, client, todo, settings, stager, meter))
     failed = [o for o in fresh if not o.staged]
     if failed:
         raise ShardIncomplete(
@@ -161,8 +166,8 @@ def _extract_or_raise(
 async def _extract_all(
     program: ExtractionProgram,
     client: LMClient,
-    docs: list[tuple[str, str]],
-    concurrency: int,
+    docs: list[PendingDocument],
+    settings: BatchSettings,
     stager: Stager,
     meter: ProgressMeter,
 ) -> list[Outcome]:
@@ -170,17 +175,33 @@ async def _extract_all(
     queue = iter(docs)  # shared by the workers; next() never yields to the loop, so no lock
 
     async def worker() -> None:
-        for doc_id, text in queue:
-            try:
-                record, trace = await aextract(program, text, client)
-                outcome = Outcome.from_extraction(doc_id, record, trace)
-            except Exception as exc:  # aextract returns model failures; anything else is a bug,
-                # which a retry would repeat: quarantine the document instead of failing the shard
-                outcome = Outcome.unexpected(doc_id, exc)
+        for doc in queue:
+            outcome = await _extract_one(program, client, doc, settings)
             outcomes.append(outcome)
             await stager.add(outcome)
             meter.documents(1 if outcome.staged else 0, unavailable=0 if outcome.staged else 1)
 
-    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(docs)))))
+    await asyncio.gather(*(worker() for _ in range(min(settings.concurrency, len(docs)))))
     await stager.flush()
     return outcomes
+
+
+async def _extract_one(
+    program: ExtractionProgram, client: LMClient, doc: PendingDocument, settings: BatchSettings
+) -> Outcome:
+    """One document's outcome, its record grounded, with its wall time and source."""
+    started = time.perf_counter()
+    try:
+        record, trace = await aextract(program, doc.text, client)
+        outcome = Outcome.from_extraction(doc.doc_id, record, trace)
+    except Exception as exc:  # aextract returns model failures; anything else is a bug,
+        # which a retry would repeat: quarantine the document instead of failing the shard
+        outcome = Outcome.unexpected(doc.doc_id, exc)
+    # Grounding is CPU work: off the model-call loop, so other documents' calls keep going.
+    outcome = await asyncio.to_thread(ground_outcome, outcome, doc, program, settings.grounding)
+    return replace(
+        outcome,
+        wall_s=round(time.perf_counter() - started, 4),
+        source_uri=doc.source_uri,
+        file_name=doc.file_name,
+    )

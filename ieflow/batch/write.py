@@ -74,13 +74,15 @@ USAGE_COLUMNS = {
     "prompt_tokens": pl.Int64,
     "completion_tokens": pl.Int64,
     "cost_usd": pl.Float64,
-    "latency_s": pl.Float64,
+    "model_s": pl.Float64,  # the model calls' time, summed by the trace
+    "wall_s": pl.Float64,  # the document's time in its shard: the calls, waits, grounding
     "calls": pl.Int64,
     "model": pl.String,
     "status": pl.String,
 }
+SOURCE_COLUMNS = {"doc_id": pl.String, "source_uri": pl.String, "file_name": pl.String}
 QUARANTINE_COLUMNS = {
-    "doc_id": pl.String,
+    **SOURCE_COLUMNS,
     "program_hash": pl.String,
     "reason": pl.String,
     "failed_expectations": pl.List(pl.String),
@@ -149,19 +151,31 @@ def _usage(outcome: Outcome) -> dict[str, Any]:
     return {name: getattr(outcome, name) for name in USAGE_FIELDS}
 
 
-def records_frame(rows: list[Outcome], program: ExtractionProgram) -> pl.DataFrame:
-    """The records part: `rows` are ok outcomes whose value is the typed record."""
+def records_frame(
+    rows: list[Outcome], program: ExtractionProgram, in_review: frozenset[str] = frozenset()
+) -> pl.DataFrame:
+    """The records part: `rows` are ok outcomes whose value is the typed record; `in_review` the
+    doc_ids the review queue also holds (`needs_review`)."""
     props = resolve(program.schema, program.schema)["properties"]
     fields = {n: polars_dtype(program.schema, props[n]) for n in top_level_fields(program.schema)}
-    schema = {"doc_id": pl.String, "program_hash": pl.String, **fields, **USAGE_COLUMNS}
+    schema = {
+        **SOURCE_COLUMNS,
+        "program_hash": pl.String,
+        **fields,
+        **USAGE_COLUMNS,
+        "needs_review": pl.Boolean,
+    }
     data = [
         {
             "doc_id": r.doc_id,
+            "source_uri": r.source_uri,
+            "file_name": r.file_name,
             "program_hash": program.hash,
             **r.value,
             "model": program.model,
             "status": "ok",
             **_usage(r),
+            "needs_review": r.doc_id in in_review,
         }
         for r in rows
     ]
@@ -172,6 +186,8 @@ def quarantine_frame(rows: list[Quarantined], program: ExtractionProgram) -> pl.
     data = [
         {
             "doc_id": q.outcome.doc_id,
+            "source_uri": q.outcome.source_uri,
+            "file_name": q.outcome.file_name,
             "program_hash": program.hash,
             "reason": q.reason,
             "failed_expectations": q.failed_expectations,

@@ -3,8 +3,9 @@
 Strings go exact -> normalized -> fuzzy (`match.find_text`); numbers through the notations a
 document prints them in (`match.find_number`); dates through digits or month words, under the
 program's date format where it has one (`match.find_date`). A field whose schema says
-`"x-ieflow-derived": true` (a computed total, a normalized code) and every yes/no answer are
-`derived`: they are judgements on the text, not copies of it. Nulls are not values and get no row.
+`"x-ieflow-derived": true` (a computed total, a normalized code), every yes/no answer and an
+`enum` code that the text does not print as such are `derived`: they are judgements on the text,
+not copies of it. Nulls are not values and get no row.
 
 The cost of one document is bounded twice: at most `GroundingLimits.max_values` leaves, and at
 most `max_seconds` of work; what is left is `skipped`, counted like any other method.
@@ -92,6 +93,10 @@ def ground_value(
     if node.get(DERIVED_KEY) is True or isinstance(value, bool):
         return Evidence(path, text, "derived", 1.0)
     found = _find(path, node, value, index, formats)
+    if found is None and node.get("enum"):
+        # A code from the schema's list (`bank_transfer` for "Payment by wire") is a reading of
+        # the text, not a copy: when it is not printed as such it is derived, not invented.
+        return Evidence(path, text, "derived", 1.0)
     if found is None:
         return Evidence(path, text, "not_found", 0.0)
     span, method = found

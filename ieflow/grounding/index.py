@@ -31,11 +31,11 @@ def fold(word: str) -> str:
 class DocumentIndex:
     """The text of one document and what lookups need of it.
 
-    `page_offsets` are the start offsets of each page in `text` (from ingest); without them every
-    value is on page 1 when the document has text."""
+    `page_offsets` are the start offsets of each page in `text` (from ingest); an empty list means
+    one page, None that the pages are unknown (a documents table from before ingest kept them)."""
 
     text: str
-    page_offsets: list[int] = field(default_factory=list)
+    page_offsets: list[int] | None = field(default_factory=list)
 
     @cached_property
     def words(self) -> list[tuple[str, int, int]]:
@@ -66,7 +66,7 @@ class DocumentIndex:
         return dict(out)
 
     def page_at(self, offset: int) -> int | None:
-        """1-based page holding `offset`; None for an empty document."""
-        if not self.text:
+        """1-based page holding `offset`; None for an empty document or unknown pages."""
+        if not self.text or self.page_offsets is None:
             return None
         return max(1, bisect_right(self.page_offsets, offset)) if self.page_offsets else 1

@@ -98,4 +98,5 @@ def _document_row(parsed: ParsedDocument, options: IngestOptions) -> dict[str, A
         "warnings": parsed.warnings,
         "parse_options": options.fingerprint(),
         "text": parsed.text,
+        "page_offsets": parsed.page_offsets,
     }

@@ -27,6 +27,7 @@ DOCUMENT_COLUMNS = {
     "warnings": "List[String]",
     "parse_options": "String",
     "text": "String",
+    "page_offsets": "List[Int64]",  # start of each page in `text`: where grounded values are
 }
 CHUNK_COLUMNS = {
     "doc_id": "String",
@@ -87,6 +88,7 @@ def assemble(
                 "warnings": [],
                 "parse_options": None,
                 "text": "",
+                "page_offsets": [],
             }
         )
     return documents, chunks
@@ -124,6 +126,8 @@ def write_tables(documents: pl.DataFrame, chunks: pl.DataFrame, out: str) -> dic
 
 def load_previous(out: str, fingerprint: str) -> dict[str, dict[str, Any]]:
     """Results of an earlier run into `out` with the same options, by sha256 (to skip re-parsing)."""
+    import polars as pl
+
     from ieflow import storage
 
     docs_url = storage.join(out, "documents.parquet")
@@ -134,6 +138,8 @@ def load_previous(out: str, fingerprint: str) -> dict[str, dict[str, Any]]:
         chunks = storage.read_parquet(storage.join(out, "chunks.parquet"))
     except Exception:  # an unreadable old output is only a lost shortcut, never a failure
         return {}
+    if "page_offsets" not in docs.columns:  # a table from before pages were kept: pages unknown
+        docs = docs.with_columns(pl.lit(None, dtype=pl.List(pl.Int64)).alias("page_offsets"))
     # Errors are parsed again: they are quick, and some (a vanished file) may not recur.
     docs = docs.filter((docs["parse_options"] == fingerprint) & (docs["status"] != "error"))
     by_doc: dict[str, list[dict[str, Any]]] = {}
