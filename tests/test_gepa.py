@@ -76,6 +76,32 @@ def test_budget_is_never_overshot_by_more_than_one_minibatch(tmp_path) -> None:
     assert result.best_index == 0
 
 
+def test_a_run_whose_edits_score_nothing_new_stops_instead_of_asking_forever(tmp_path) -> None:
+    """The same rule every time makes the same child, already scored: such steps spend no metric
+    call, so only the idle limit ends the run (before the fix it asked the reflector without end)."""
+    train, val = make_examples(6), make_examples(3, offset=100)
+    asked = []
+
+    def same_rule(messages: list[dict], params: dict) -> str:
+        asked.append(1)
+        return "Copy the value exactly as printed."
+
+    def deaf_student(messages: list[dict], params: dict) -> str:
+        document = next(m["content"] for m in reversed(messages) if m["content"].startswith("Document:"))
+        return student([{"role": "system", "content": ""}, {"role": "user", "content": document}], params)
+
+    optimizer = GEPA(
+        GEPAConfig(minibatch_size=3, merge_every=0, max_idle_steps=5, propose_formats=False),
+        run_dir=tmp_path / "run",
+        reflection_model=ScriptedLM(same_rule),
+        student_client=ScriptedLM(deaf_student),
+    )
+    result = optimizer.compile(seed_program(), train, val, Budget(max_metric_calls=10_000))
+    assert result.stop_reason == "5 steps in a row scored nothing new"
+    assert result.usage["metric_calls"] < 100
+    assert len(asked) < 60
+
+
 def test_resume_spends_no_budget_twice_and_ends_the_same(tmp_path) -> None:
     train, val = make_examples(8), make_examples(6, offset=100)
     full = make_gepa(tmp_path / "a").compile(seed_program(), train, val, Budget(max_metric_calls=60))

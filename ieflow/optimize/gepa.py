@@ -47,6 +47,11 @@ class GEPAConfig:
     demo_max_tokens: int = 350
     merge_every: int = 4
     max_steps: int | None = None
+    # Stop after this many steps in a row that scored nothing new: every proposal rejected before
+    # scoring, or the parent perfect on an already-scored minibatch. Such steps spend no metric
+    # call, so without this a run whose proposals are all refused would ask the reflection model
+    # forever and never reach its budget.
+    max_idle_steps: int = 20
     temperature: float = 0.7
     propose_formats: bool = True  # try "copy as printed, convert in code" where the data supports it
     check: ProposalCheck = field(default_factory=ProposalCheck)
@@ -83,12 +88,16 @@ class GEPA(Optimizer):
         while True:
             if run.stopping(cfg.max_steps):
                 return
+            if run.state.idle >= cfg.max_idle_steps:
+                run.stop_reason = f"{cfg.max_idle_steps} steps in a row scored nothing new"
+                return
             run.tracker.check(cfg.minibatch_size)
             run.step += 1
-            if self.merger and cfg.merge_every and run.step % cfg.merge_every == 0 and self._merge(run):
-                run.checkpoint()
-                continue
-            self._reflective_step(run)
+            calls_before = run.tracker.metric_calls
+            merged = self.merger and cfg.merge_every and run.step % cfg.merge_every == 0 and self._merge(run)
+            if not merged:
+                self._reflective_step(run)
+            run.state.idle = 0 if run.tracker.metric_calls > calls_before else run.state.idle + 1
             run.checkpoint()
 
     def _reflective_step(self, run: OptimizerRun) -> None:

@@ -74,6 +74,7 @@ class GEPAState:
     tried: dict[str, dict[str, int]] = field(default_factory=dict)
     merges_tried: list[tuple[int, int]] = field(default_factory=list)  # candidate index pairs
     formats_tried: list[str] = field(default_factory=list)  # "<parent hash>:<field path>"
+    idle: int = 0  # steps in a row that spent no metric call (GEPA's stop when nothing new is scored)
 
     def tried_on(self, parent_hash: str) -> dict[str, int]:
         """The proposal counts per component for one parent (created empty on first use)."""
@@ -85,6 +86,7 @@ class GEPAState:
             "tried": {h: dict(counts) for h, counts in self.tried.items()},
             "merges_tried": [list(pair) for pair in self.merges_tried],
             "formats_tried": list(self.formats_tried),
+            "idle": self.idle,
         }
 
     @classmethod
@@ -94,6 +96,7 @@ class GEPAState:
             tried={h: dict(counts) for h, counts in data.get("tried", {}).items()},
             merges_tried=[(a, b) for a, b in data.get("merges_tried", [])],
             formats_tried=list(data.get("formats_tried", [])),
+            idle=int(data.get("idle", 0)),
         )
 
     @classmethod
