@@ -19,7 +19,7 @@ from typing import Any
 
 from ieflow.grounding import GROUNDED
 from ieflow.validation.expectations import ExpectationSpec
-from ieflow.validation.validator import _batch_definition, _exception_message, _suite, _trimmed
+from ieflow.validation.validator import build_suite, exception_message, run_suite, trimmed
 
 UNGROUNDED = frozenset({"not_found", "skipped"})  # derived values are not counted either way
 
@@ -75,16 +75,12 @@ def check_grounding(rows: list[EvidenceRow], min_share: float, suite_name: str) 
         }
     )
     spec = grounding_expectation(min_share)
-    batch = _batch_definition().get_batch(batch_parameters={"dataframe": table})
-    result = batch.validate(
-        _suite(suite_name, [spec]),
-        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["field"]},
-    )
+    result = run_suite(build_suite(suite_name, [spec]), table, ["field"])
     for item in result.results:
-        problem = _exception_message(item.exception_info)
+        problem = exception_message(item.exception_info)
         if problem:
             report.errors.append(f"{spec.name}: {problem}")
         elif not item.success:
             report.failed = sorted(e["field"] for e in item.result.get("unexpected_index_list") or [])
-    report.result = _trimmed(result.to_json_dict())
+    report.result = trimmed(result.to_json_dict())
     return report

@@ -135,11 +135,11 @@ class RecordValidator:
     ) -> None:
         long = table in (TYPES, NON_NULL)
         index_columns = ["doc_id", FIELD] if long else ["doc_id"]
-        result = _run_suite(self.suite(table), self._frame(table, rows, index_columns), index_columns)
+        result = run_suite(self.suite(table), self._frame(table, rows, index_columns), index_columns)
         for item in result.results:
             config = item.expectation_config
             name = (config.meta or {}).get("name") or config.type
-            problem = _exception_message(item.exception_info)
+            problem = exception_message(item.exception_info)
             if problem:
                 report.errors.append(f"{name}: {problem}")
                 continue
@@ -156,7 +156,7 @@ class RecordValidator:
                 report.counts[blamed_name] = report.counts.get(blamed_name, 0) + len(docs)
                 for doc in docs:
                     failing.setdefault(doc, set()).add(blamed_name)
-        report.results.append(_trimmed(result.to_json_dict()))
+        report.results.append(trimmed(result.to_json_dict()))
 
     def _frame(self, table: str, rows: list[dict[str, Any]], index_columns: list[str]) -> Any:
         import pandas as pd
@@ -172,7 +172,8 @@ class RecordValidator:
         return pd.DataFrame({c: pd.Series([r.get(c) for r in rows], dtype=object) for c in sorted(columns)})
 
 
-def _run_suite(suite: Any, frame: Any, index_columns: list[str]) -> Any:
+def run_suite(suite: Any, frame: Any, index_columns: list[str]) -> Any:
+    """`suite` run on a pandas frame, every failing row named by `index_columns`."""
     batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
     return batch.validate(
         suite, result_format={"result_format": "COMPLETE", "unexpected_index_column_names": index_columns}
@@ -198,7 +199,7 @@ def _suite_names(name: str, tables: list[str]) -> dict[str, str]:
     return names
 
 
-def _exception_message(info: Any) -> str | None:
+def exception_message(info: Any) -> str | None:
     # GE reports an expectation that raised either flat ({"raised_exception": True, ...}) or, when a
     # metric failed (e.g. a missing column), as {metric id: {"exception_message": ...}}.
     if not isinstance(info, dict):
@@ -222,7 +223,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _trimmed(result: dict[str, Any]) -> dict[str, Any]:
+def trimmed(result: dict[str, Any]) -> dict[str, Any]:
     # COMPLETE results list every failing value; Data Docs need a sample, not thousands.
     for item in result.get("results", []):
         detail = item.get("result") or {}
