@@ -93,7 +93,11 @@ def demo(
         None, help="A labelled folder (schema.json, labels.jsonl, documents/); default data/receipts."
     ),
     output_dir: str = typer.Option(None, help="Where the run writes its outputs; default runs/demo."),
-    max_metric_calls: int = typer.Option(None, help="Optimization budget; default 30."),
+    max_metric_calls: int = typer.Option(
+        None,
+        help="Optimization budget in metric calls; default 30 "
+        "(a step in flight may finish one minibatch past it).",
+    ),
 ) -> None:
     """The main job on the embedded defaults: ingest, split, optimize and extract the sample documents."""
     from ieflow_cli.demo import run_demo
@@ -192,7 +196,11 @@ def _with_evidence(record: dict, trace: Any, program: Any, parsed: Any) -> dict[
 def optimize(
     dataset: str = typer.Option(None, help="Labelled folder: schema.json, labels.jsonl, documents/."),
     optimizer: str = typer.Option(None, help="gepa (default), mipro, simba, bootstrap, opro or ape."),
-    max_metric_calls: int = typer.Option(None, help="Budget: examples evaluated by the optimizer."),
+    max_metric_calls: int = typer.Option(
+        None,
+        help="Budget: examples evaluated by the optimizer "
+        "(a step in flight may finish one minibatch past it).",
+    ),
     program: str = typer.Option(None, help="Program JSON to start from."),
     splits_path: str = typer.Option(None, help="splits.parquet from the split flow."),
     student_model: str = typer.Option(None, help="litellm name of the extraction model."),

@@ -44,7 +44,12 @@ class OptimizeParams(BaseModel):
         "Extract the fields as JSON.", description="Seed instruction when no program is given."
     )
     optimizer: OptimizerName = Field("gepa", description="Which optimizer to run.")
-    max_metric_calls: int = Field(150, ge=1, description="Budget: examples evaluated by the optimizer.")
+    max_metric_calls: int = Field(
+        150,
+        ge=1,
+        description="Budget: examples evaluated by the optimizer; a step started within it finishes "
+        "its minibatch, so a run may spend up to one minibatch more.",
+    )
     max_wall_minutes: float | None = Field(None, gt=0, description="Budget: wall time.")
     patience: int | None = Field(None, ge=1, description="Stop after this many steps without a new best.")
     student_model: str = Field(
