@@ -90,7 +90,8 @@ class APE(Optimizer):
                 run.step += 1
                 program = with_instruction(run.seed_program, entry.text)
                 note = f"round {entry.round}, subset score {entry.score:.2f}"
-                entry.candidate = run.add_candidate(program, [0], INSTRUCTION, note).index
+                if added := run.add_candidate(program, [0], INSTRUCTION, note):
+                    entry.candidate = added.index
                 run.checkpoint()
             state.round += 1
             state.attempts = 0

@@ -23,6 +23,7 @@ from ieflow.datasets import Example
 from ieflow.lm import LMClient, LMError
 from ieflow.optimize.candidates import Candidate, CandidatePool
 from ieflow.optimize.checkpoint import Checkpoint, CheckpointError
+from ieflow.optimize.checks import copied_from_demos
 from ieflow.optimize.evaluator import (
     Budget,
     BudgetExhausted,
@@ -39,6 +40,7 @@ from ieflow.optimize.run_log import (
     Progress,
     PublishProgress,
     ReflectionFailed,
+    Rejected,
     RunEvent,
     RunListener,
     RunLog,
@@ -123,12 +125,17 @@ class OptimizerRun(Generic[S]):
 
     def add_candidate(
         self, program: ExtractionProgram, parents: list[int], changed_component: str, note: str = ""
-    ) -> Candidate:
-        """Score `program` on the whole validation set and add it to the pool."""
+    ) -> Candidate | None:
+        """Score `program` on the whole validation set and add it to the pool; None when its
+        answers copy a new demo's values into other documents (rejected, with the reason logged)."""
         existing = self.pool.find(program)
         if existing is not None:
             return existing
         results = self.evaluate(program, self.valset)
+        if parents and (copies := self._demo_copies(program, results)):
+            reason = f"answers copy demo values into other documents: {', '.join(map(repr, copies[:3]))}"
+            self.emit(Rejected(component_name=changed_component, reason=reason, parent=parents[0]))
+            return None
         candidate = Candidate(
             index=len(self.pool),
             program=program,
@@ -151,6 +158,14 @@ class OptimizerRun(Generic[S]):
             )
         )
         return candidate
+
+    def _demo_copies(self, program: ExtractionProgram, results: list[ExampleResult]) -> list[str]:
+        """Values the demos `program` adds to the seed's show up in other validation answers."""
+        added = [d for d in program.demos if d not in self.seed_program.demos]
+        if not added:
+            return []
+        examples = {ex.doc_id: ex for ex in self.valset}
+        return [v for r in results for v in copied_from_demos(added, examples[r.doc_id], r.record)]
 
     def val_results(self, candidate: Candidate) -> list[ExampleResult]:
         return self.evaluate(candidate.program, self.valset)

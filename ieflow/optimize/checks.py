@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from ieflow.datasets import Example
 from ieflow.optimize.facts import leaf_values
-from ieflow.program import ExtractionProgram
+from ieflow.program import Demo, ExtractionProgram
 
 WORD = re.compile(r"\w+", re.UNICODE)
 _DIGITS = re.compile(r"\d{2}")
@@ -73,6 +74,28 @@ def leaked_value(text: str, examples: list[Example]) -> str | None:
     return None
 
 
+def copied_from_demos(demos: list[Demo], example: Example, record: Any) -> list[str]:
+    """Text values of `record` that a demo's answer holds and `example`'s document does not print:
+    the student copied them from its prompt into another document's answer (the failure that sank
+    the reference gepa library on receipts, where a training receipt's values rode in the prompt)."""
+    shown = {
+        normalized_words(v): v
+        for demo in demos
+        if demo.doc_id != example.doc_id
+        for v in leaf_values(demo.record)
+        if isinstance(v, str)
+    }
+    shown = {k: v for k, v in shown.items() if len(k) >= 4 and not k.replace(" ", "").isdigit()}
+    if not shown:
+        return []
+    text = normalized_words(example.text)
+    return [
+        v
+        for v in leaf_values(record)
+        if isinstance(v, str) and (n := normalized_words(v)) in shown and n not in text
+    ]
+
+
 def clean_reply(text: str) -> str:
     """The first real line of a reply: no code fences, labels, bullets or quotes."""
     text = re.sub(r"```.*?```", " ", text, flags=re.DOTALL) if text.count("```") >= 2 else text
@@ -88,4 +111,4 @@ def clean_reply(text: str) -> str:
     return ""
 
 
-__all__ = ["WORD", "ProposalCheck", "clean_reply", "leaked_value", "normalized_words"]
+__all__ = ["WORD", "ProposalCheck", "clean_reply", "copied_from_demos", "leaked_value", "normalized_words"]

@@ -26,6 +26,7 @@ from ieflow.lm.pool import ClientSpec, shared_client
 from ieflow.lm.pricing import is_local
 from ieflow.program import ExtractionProgram
 from ieflow.scoring import Scorer
+from ieflow.scoring.invented import invented_fields, with_nowhere
 
 
 class BudgetExhausted(Exception):
@@ -217,7 +218,7 @@ class Evaluator:
                 # Not the program's fault: no score, no ledger entry, no metric call. The step
                 # fails; a resumed run (or the task's retry) evaluates this example again.
                 raise LMUnavailableError(program.model, f"evaluation of {example.doc_id}: {trace.error}")
-            result = self.score(example, record, trace)
+            result = self.score(example, record, trace, program)
             with self.tracker._lock:
                 self.tracker.metric_calls += 1
                 self.tracker.student_cost_usd += trace.cost_usd
@@ -225,13 +226,24 @@ class Evaluator:
 
         await asyncio.gather(*(one(ex) for ex in examples))
 
-    def score(self, example: Example, record: dict | None, trace: Any) -> ExampleResult:
+    def score(
+        self, example: Example, record: dict | None, trace: Any, program: ExtractionProgram | None = None
+    ) -> ExampleResult:
+        """The scorer's verdict on `record`; with the `program`, a wrong value printed nowhere in the
+        document says so in its feedback (what an optimizer should fix differs)."""
         scored = self.scorer.score(record, example.gold)
+        invented = (
+            invented_fields(scored, example.text, program.schema, program.formats) if program else set()
+        )
+
+        def said(path: str, sentence: str) -> str:
+            return with_nowhere(sentence) if path in invented else sentence
+
         return ExampleResult(
             doc_id=example.doc_id,
             score=scored.score,
             fields={path: fs.score for path, fs in scored.fields.items()},
-            feedback=list(scored.feedback),
+            feedback=[said(p, fs.feedback) for p in scored.top_level if (fs := scored.fields[p]).feedback],
             record=record,
             error=trace.error,
             prompt_tokens=trace.prompt_tokens,
@@ -240,7 +252,12 @@ class Evaluator:
             latency_s=trace.latency_s,
             raw=trace.raw[:2000],
             field_details={
-                path: {"predicted": fs.predicted, "expected": fs.expected, "feedback": fs.feedback}
+                path: {
+                    "predicted": fs.predicted,
+                    "expected": fs.expected,
+                    "feedback": fs.feedback,
+                }
+                | ({"invented": True} if path in invented else {})
                 for path, fs in scored.fields.items()
                 if fs.feedback
             },

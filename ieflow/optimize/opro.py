@@ -115,8 +115,8 @@ class OPRO(Optimizer):
         )
         if improved:
             program = with_instruction(run.seed_program, text)
-            candidate = run.add_candidate(program, [0], INSTRUCTION, f"subset score {score:.2f}")
-            entry.candidate = candidate.index
+            if candidate := run.add_candidate(program, [0], INSTRUCTION, f"subset score {score:.2f}"):
+                entry.candidate = candidate.index
         return True
 
 

@@ -13,6 +13,7 @@ from ieflow.optimize.evaluator import ExampleResult
 from ieflow.optimize.facts import excerpt, field_kind, leaf_values
 from ieflow.program import FIELD_PREFIX, INSTRUCTION, ExtractionProgram
 from ieflow.schema import field_schema, types_of
+from ieflow.scoring.invented import NOWHERE
 
 SYSTEM = "You write short, precise instructions for a data-extraction model. Reply with the instruction only."
 
@@ -99,6 +100,8 @@ def failure_lines(
         block += f"correct is {json.dumps(expected, ensure_ascii=False)[:80]}."
         if detail.get("feedback"):
             block += f" ({detail['feedback'][:160]})"
+        if detail.get("invented"):
+            block += f" {NOWHERE}"
         lines.append(block)
     return lines
 
