@@ -1,17 +1,22 @@
-"""Prefect's temporary server ends with the `ieflow` process that started it, however that ends.
+"""Prefect's temporary server ends with the `ieflow` process that started it, and only then.
 
-Prefect (3.9) starts its temporary API server as a child process (`SubprocessASGIServer`, uvicorn
-under `Popen`) and stops it only from an `atexit` hook. Ctrl-C and SIGTERM reach that hook (the CLI
-turns SIGTERM into an interrupt), but kill -9, the OOM killer or a crash in C do not, and the server
-(~230 MB, its port open) outlived the command. Here every such server gets a watcher: a tiny process
-that waits on the CLI and on the server through pidfds, and ends the server (SIGTERM, then SIGKILL)
-once the CLI is gone. The CLI need not be the watcher's parent thread, as PR_SET_PDEATHSIG would want.
+Prefect (3.9) starts its temporary API server as a child process (`SubprocessASGIServer`: uvicorn
+under `Popen`) and stops it only from an `atexit` hook. Two things went wrong:
 
-The hook wraps `SubprocessASGIServer._run_uvicorn_command`, which returns the server's `Popen`
-(retries on a taken port included). It is private to Prefect: if an upgrade renames it, importing
-Prefect's server fails with a message naming this module, so the guard never goes missing quietly;
-tests/reliability/test_signals.py checks the hook and the kill -9 outcome on the pinned version.
-The server module takes seconds to import, so the hook waits until Prefect imports it.
+* kill -9 (or the OOM killer, or a crash in C) skips atexit: the server (~230 MB, its port open)
+  outlived the command. Every such server now gets a watcher, a tiny process that waits on the CLI
+  and on the server through pidfds and ends the server (SIGTERM, then SIGKILL) once the CLI is gone.
+  Unlike PR_SET_PDEATHSIG, it does not matter which of the CLI's threads started the server.
+* Ctrl-C in a terminal signals the whole process group, so the server stopped at once while the
+  flow still needed it to record the interrupted runs: Prefect's client retried for 80 s and more.
+  The server now starts in a session of its own; the CLI's atexit (or the watcher) stops it.
+
+Both hook `SubprocessASGIServer._run_uvicorn_command`, which returns the server's `Popen` (the retry
+on a taken port included): the wrapper starts the watcher, and the module's `subprocess` name is
+given a `Popen` that opens a new session. Both names are Prefect's own, private ones: if an upgrade
+moves them, importing Prefect's server fails with a message naming this module, so the guard never
+goes missing quietly; tests/reliability/test_signals.py checks the hook and each signal's outcome on
+the pinned version. The server module takes seconds to import, so the hook waits for Prefect to.
 """
 
 from __future__ import annotations
@@ -96,10 +101,10 @@ def _end(pidfd: int) -> None:
 def _wrap_server_start(module: ModuleType) -> None:
     server_class = getattr(module, SERVER_CLASS, None)
     start = getattr(server_class, SERVER_START, None)
-    if start is None:
+    if start is None or getattr(module, "subprocess", None) not in (subprocess, _NEW_SESSION):
         raise RuntimeError(
-            f"this Prefect has no {SERVER_CLASS}.{SERVER_START} in {SERVER_MODULE}: ieflow_cli.guard "
-            "cannot make its temporary server end with ieflow; update the guard for this Prefect"
+            f"this Prefect's {SERVER_MODULE} has no {SERVER_CLASS}.{SERVER_START} or no `subprocess`: "
+            "ieflow_cli.guard cannot make its temporary server end with ieflow; update the guard"
         )
     if getattr(start, "ieflow_guarded", False):
         return
@@ -112,6 +117,23 @@ def _wrap_server_start(module: ModuleType) -> None:
 
     start_guarded.ieflow_guarded = True  # type: ignore[attr-defined]
     setattr(server_class, SERVER_START, start_guarded)
+    module.subprocess = _NEW_SESSION  # type: ignore[attr-defined]
+
+
+class _SubprocessInNewSession:
+    """The `subprocess` module as Prefect's server module sees it: `Popen` starts a new session, so
+    Ctrl-C at the terminal reaches the CLI (which stops the server at exit) and not the server."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(subprocess, name)
+
+    @staticmethod
+    def Popen(*args: Any, **kwargs: Any) -> subprocess.Popen[Any]:
+        kwargs.setdefault("start_new_session", True)
+        return subprocess.Popen(*args, **kwargs)
+
+
+_NEW_SESSION = _SubprocessInNewSession()
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):
