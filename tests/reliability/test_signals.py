@@ -41,6 +41,7 @@ class Stopped:
     """What one interrupted run left: its processes, its server's port, shards and calls."""
 
     exit_code: int
+    start_s: float  # from the start to the first committed shard, when the signal was sent
     exit_s: float
     descendants: list[psutil.Process]
     server_port: int
@@ -124,6 +125,7 @@ def stop_mid_flight(
         cli = subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
         )
+    started = time.monotonic()
     try:
         wait_for(lambda: committed(out) >= 1 or cli.poll() is not None, START_DEADLINE_S, "a first shard")
         assert cli.poll() is None, stderr_path.read_text()[-3000:]
@@ -131,6 +133,7 @@ def stop_mid_flight(
         port = temporary_server(descendants)
         committed_at_signal, requests_at_signal = committed(out), server.stats.requests
         sent = time.monotonic()
+        start_s = sent - started
         if how == "SIGINT":  # Ctrl-C: the terminal signals the whole foreground process group
             os.killpg(cli.pid, signal.SIGINT)
         else:
@@ -142,6 +145,7 @@ def stop_mid_flight(
             os.killpg(cli.pid, signal.SIGKILL)
     return Stopped(
         exit_code=exit_code,
+        start_s=start_s,
         exit_s=exit_s,
         descendants=descendants,
         server_port=port,
@@ -168,6 +172,8 @@ def port_open(port: int) -> bool:
 EXIT_CODES = {"SIGTERM": 128 + signal.SIGTERM, "SIGINT": 128 + signal.SIGINT, "SIGKILL": -signal.SIGKILL}
 
 
+# Two starts of the real command (each its own Prefect server): 90-150 s on a busy 2-core machine.
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "SIGKILL"])
 def test_a_stopped_extract_leaves_nothing_behind_and_resumes(
     how: str, tmp_path: Path, child_env: dict[str, str]
@@ -176,14 +182,18 @@ def test_a_stopped_extract_leaves_nothing_behind_and_resumes(
     out = tmp_path / "out"
     with FakeLMServer(latency_s=LATENCY_S, answer=po_answer) as server:
         cmd = extract_command(docs, out, server.base_url)
+        started = time.monotonic()
         stopped = stop_mid_flight(cmd, child_env, out, server, how)
         wait_for(
             lambda: not any(alive(p) for p in stopped.descendants),
             GONE_BOUND_S,
             f"the end of {[p.cmdline()[:4] for p in stopped.descendants if alive(p)]}",
         )
+        gone_s = time.monotonic() - started - stopped.start_s - stopped.exit_s
         server.set_latency(0.0)
+        rerun_started = time.monotonic()
         rerun = subprocess.run(cmd, cwd=ROOT, env=child_env, capture_output=True, text=True, timeout=180)
+        rerun_s = time.monotonic() - rerun_started
         requests = server.stats.requests
     records, quarantine = batch.read_outputs(str(out))
     print(
@@ -191,7 +201,10 @@ def test_a_stopped_extract_leaves_nothing_behind_and_resumes(
             {
                 "signal": how,
                 "exit_code": stopped.exit_code,
+                "start_s": round(stopped.start_s, 1),
                 "exit_s": round(stopped.exit_s, 1),
+                "descendants_gone_after_exit_s": round(gone_s, 1),
+                "rerun_s": round(rerun_s, 1),
                 "committed_at_signal": stopped.committed_at_signal,
                 "committed_after": stopped.committed_after,
                 "requests_at_signal": stopped.requests_at_signal,
