@@ -9,6 +9,7 @@ the model) when the signal lands."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import signal
@@ -16,7 +17,9 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -297,3 +300,20 @@ def test_the_guard_hooks_this_prefects_temporary_server() -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["True", "True"]
+
+
+def test_an_interrupt_cancels_only_the_shards_not_started() -> None:
+    from prefect.futures import PrefectConcurrentFuture
+
+    from ieflow_flows.extract import cancel_not_started
+
+    release = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(release.wait, 10)
+        queued = [pool.submit(lambda: "done") for _ in range(3)]
+        futures = [PrefectConcurrentFuture(uuid.uuid4(), f) for f in (running, *queued)]
+        wait_for(running.running, 5, "the first job's start")
+        assert cancel_not_started(futures) == 3
+        release.set()
+        assert running.result(timeout=5) is True  # the running one finishes (and would commit)
+    assert all(f.cancelled() for f in queued)
