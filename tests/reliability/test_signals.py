@@ -10,6 +10,7 @@ the model) when the signal lands."""
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import os
 import signal
@@ -166,6 +167,21 @@ def alive(process: psutil.Process) -> bool:
         return False
 
 
+def survivors_after(processes: list[psutil.Process], bound_s: float) -> list[str]:
+    """The command lines of `processes` still running after `bound_s`; those are then killed, so a
+    failing test leaves nothing behind either."""
+    deadline = time.monotonic() + bound_s
+    while any(alive(p) for p in processes) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    names = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):  # it may end while looked at
+            if alive(process):
+                names.append(" ".join(process.cmdline()[:4]))
+                process.kill()
+    return names
+
+
 def port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(1.0)
@@ -187,12 +203,9 @@ def test_a_stopped_extract_leaves_nothing_behind_and_resumes(
         cmd = extract_command(docs, out, server.base_url)
         started = time.monotonic()
         stopped = stop_mid_flight(cmd, child_env, out, server, how)
-        wait_for(
-            lambda: not any(alive(p) for p in stopped.descendants),
-            GONE_BOUND_S,
-            f"the end of {[p.cmdline()[:4] for p in stopped.descendants if alive(p)]}",
-        )
+        survivors = survivors_after(stopped.descendants, GONE_BOUND_S)
         gone_s = time.monotonic() - started - stopped.start_s - stopped.exit_s
+        assert not survivors, f"still running {GONE_BOUND_S} s after the exit: {survivors}"
         server.set_latency(0.0)
         rerun_started = time.monotonic()
         rerun = subprocess.run(cmd, cwd=ROOT, env=child_env, capture_output=True, text=True, timeout=180)
