@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.exceptions import ExternalSignal
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
@@ -223,7 +224,7 @@ def wait_for_shards(
                 logger.error("shard %s failed: %s", names[future.task_run_id], exc)
             done += 1
             update_progress_artifact(progress, progress=100.0 * done / max(total, 1))
-    except BaseException:
+    except (KeyboardInterrupt, ExternalSignal):  # Prefect turns SIGTERM into TerminationSignal
         cancelled = cancel_not_started(futures)
         logger.warning(
             "interrupted: %d of %d shards done, %d not started (cancelled); running ones finish and "
