@@ -9,7 +9,9 @@ after a crash continues where it stopped: done shards are skipped, staged docume
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, unmapped
@@ -19,12 +21,21 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.futures import as_completed
+from prefect.exceptions import ExternalSignal
+from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
 from ieflow import storage
-from ieflow.batch import BatchSettings, ReviewPolicy, load_program, pending_shards, plan_run, program_url
+from ieflow.batch import (
+    BatchSettings,
+    ReviewPolicy,
+    Shard,
+    load_program,
+    pending_shards,
+    plan_run,
+    program_url,
+)
 from ieflow.batch.progress import announce_start
 from ieflow_tasks.extract import extract_shard, finish_extract, plan_extract, read_program, summary_table
 from ieflow_tasks.secrets import preflight
@@ -187,7 +198,6 @@ def extract_shards(
     plan is deterministic and checked against the manifest) rather than take the plan as a
     parameter: flow parameters are stored by the Prefect API, and a plan lists every doc_id. For the
     same reason the API key travels as the name of its Secret block, loaded inside each shard task."""
-    logger = get_run_logger()
     plan = plan_run(documents, read_program(program_url), settings)
     wanted = set(shard_ids)
     shards = [s for s in plan.shards if s.shard_id in wanted]
@@ -201,23 +211,45 @@ def extract_shards(
     futures = task.map(
         unmapped(documents), shards, unmapped(program_url), unmapped(settings), unmapped(api_key_secret)
     )
+    return wait_for_shards(futures, shards, progress, done, total)
+
+
+def wait_for_shards(
+    futures: list[PrefectFuture[Any]], shards: list[Shard], progress: Any, done: int, total: int
+) -> dict[str, str]:
+    """Log each shard as it finishes and move the progress artifact; returns {shard_id: error}.
+
+    On an interrupt (Ctrl-C, or a stop signal the CLI raises as one) no new shard starts: those
+    not started are cancelled, running ones commit, and a rerun resumes."""
+    logger = get_run_logger()
     names = {future.task_run_id: shard.shard_id for future, shard in zip(futures, shards, strict=True)}
     failed: dict[str, str] = {}
-    for future in as_completed(list(futures)):
-        try:
-            stats = future.result()
-            logger.info(
-                "shard %s: %d records, %d quarantined, %.1f s",
-                stats["shard_id"],
-                stats["n_records"],
-                stats["n_quarantined"],
-                stats.get("seconds", 0.0),
-            )
-        except Exception as exc:  # keep going: the other shards' work is worth keeping
-            failed[names[future.task_run_id]] = f"{type(exc).__name__}: {exc}"
-            logger.error("shard %s failed: %s", names[future.task_run_id], exc)
-        done += 1
-        update_progress_artifact(progress, progress=100.0 * done / max(total, 1))
+    try:
+        for future in as_completed(list(futures)):
+            try:
+                stats = future.result()
+                logger.info(
+                    "shard %s: %d records, %d quarantined, %.1f s",
+                    stats["shard_id"],
+                    stats["n_records"],
+                    stats["n_quarantined"],
+                    stats.get("seconds", 0.0),
+                )
+            except Exception as exc:  # keep going: the other shards' work is worth keeping
+                failed[names[future.task_run_id]] = f"{type(exc).__name__}: {exc}"
+                logger.error("shard %s failed: %s", names[future.task_run_id], exc)
+            done += 1
+            update_progress_artifact(progress, progress=100.0 * done / max(total, 1))
+    except (KeyboardInterrupt, ExternalSignal):  # Prefect turns SIGTERM into TerminationSignal
+        cancelled = cancel_not_started(futures)
+        logger.warning(
+            "interrupted: %d of %d shards done, %d not started (cancelled); running ones finish and "
+            "commit; start the same run again to do the rest",
+            done,
+            total,
+            cancelled,
+        )
+        raise
     return failed
 
 
@@ -251,6 +283,20 @@ def _link(url: str) -> str:
     from pathlib import Path
 
     return Path(url).resolve().as_uri()
+
+
+def cancel_not_started(futures: Iterable[PrefectFuture[Any]]) -> int:
+    """Cancel the shard tasks no worker has picked up yet; returns how many.
+
+    Only thread-pool futures: `Future.cancel` refuses a running one, so a running shard still
+    commits. A Dask future's cancel would abandon a running shard too; the Dask runner's exit
+    closes its cluster instead."""
+    return sum(
+        1
+        for future in futures
+        if isinstance(getattr(future, "wrapped_future", None), concurrent.futures.Future)
+        and future.wrapped_future.cancel()
+    )
 
 
 def find_documents(params: ExtractParams) -> str:
