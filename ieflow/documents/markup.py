@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import threading
 from typing import Any
 
 from ieflow.documents.parsed import (
@@ -14,6 +16,36 @@ from ieflow.documents.parsed import (
     set_pages,
 )
 from ieflow.documents.text import decode_text
+
+_WARM_LOCK = threading.Lock()
+_warmed = False
+
+
+def warm_up() -> None:
+    """Run every unstructured parser once on a tiny document, once per process.
+
+    The per-file time limit raises between bytecodes; landing inside a parser's first import it
+    leaves a half-initialised module behind, and every later file of that format then fails with
+    `KeyError: '__reduce_cython__'`. Warmed first, the limit only ever interrupts parsing."""
+    global _warmed
+    with _WARM_LOCK:
+        if _warmed:
+            return
+        import docx
+
+        buffer = io.BytesIO()
+        docx.Document().save(buffer)
+        samples = {
+            "docx": buffer.getvalue(),
+            "html": b"<p>x</p>",
+            "md": b"# x",
+            "eml": b"Subject: x\nFrom: a@b.c\n\nx\n",
+        }
+        for kind, data in samples.items():
+            # A parser that cannot run fails the same way on real files, with the reason.
+            with contextlib.suppress(ParseError):
+                parse_with_unstructured(ParsedDocument(source=f"warm-up.{kind}"), data, kind)
+        _warmed = True
 
 
 def parse_with_unstructured(doc: ParsedDocument, data: bytes, kind: str) -> None:

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from ieflow.documents.chunk import chunk_document
+from ieflow.documents.markup import warm_up
 from ieflow.documents.parse import ParsedDocument, ParseError, parse_file
 from ieflow.ingest.files import read_file
 from ieflow.ingest.options import IngestOptions
@@ -39,6 +40,8 @@ def parse_within_limits(
 ) -> ParsedDocument:
     """Read and parse one file as ingest does (regular files inside `root` only, the size cap, the
     time limit around both), without chunking; never raises for a bad file (`ieflow extract-file`)."""
+    if options.file_timeout_s > 0:
+        warm_up()  # the limit must never cut a parser's first import
     try:
         with time_limit(options.file_timeout_s):
             return _read_and_parse(uri, options, storage_options, root)
@@ -56,6 +59,8 @@ def process_file(
     "chunks", "seconds", "transient"}. Only a regular file inside `root` (None: anywhere) within
     the size cap is read. `transient` marks errors that may not recur (the file was missing, the
     time limit hit on a busy machine): callers must not cache those."""
+    if options.file_timeout_s > 0:
+        warm_up()  # the limit must never cut a parser's first import
     started = time.perf_counter()
     try:
         with time_limit(options.file_timeout_s):
