@@ -1,8 +1,14 @@
 # Two entry points for a fresh machine (see README): `make demo` and `make test`.
-# Everything installs into .venv; the llama.cpp build (~6 min on 2 cores) happens once and pip
-# caches the wheel.
+# Everything installs into .venv; the llama.cpp build (~6-9 min on 2 cores) happens once per
+# machine: its wheel is kept in LLAMA_WHEELS, named by the build flags.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# llama.cpp for any x86-64 CPU with AVX2, not -march=native: the native build segfaulted in
+# decode on a Xeon with AMX (2026-12-03), and pip's wheel cache would hand a native wheel built on
+# one machine to another. The version matches pyproject's `local` extra.
+LLAMA_VERSION := 0.3.36
+LLAMA_CMAKE := -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+LLAMA_WHEELS ?= $(HOME)/.cache/ieflow/wheels/llama-cpp-python-$(LLAMA_VERSION)-avx2
 export DO_NOT_TRACK := 1
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
@@ -17,7 +23,10 @@ $(VENV)/.installed: pyproject.toml
 	@$(MAKE) --no-print-directory system-deps
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip wheel
-	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(PY) -m pip install --quiet -e '.[local,dev]'
+	@ls $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1 || \
+	  CMAKE_ARGS="$(LLAMA_CMAKE)" $(PY) -m pip wheel --quiet --no-cache-dir --no-deps \
+	    llama-cpp-python==$(LLAMA_VERSION) -w $(LLAMA_WHEELS)
+	$(PY) -m pip install --quiet --find-links $(LLAMA_WHEELS) -e '.[local,dev]'
 	touch $@
 
 # Tesseract for OCR of scanned pages and images, and Chromium for the review page's browser tests
