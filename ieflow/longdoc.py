@@ -9,14 +9,17 @@ budget is counted with the program model's tokenizer (`ieflow.lm.tokens.count_to
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import statistics
 from dataclasses import dataclass, field
 
 from ieflow.formats import render_record
 from ieflow.lm.tokens import count_tokens, estimate_tokens
 from ieflow.merge import merge_records, merge_with_sources
 from ieflow.program import ExtractionProgram
+from ieflow.schema import top_level_fields
 
 __all__ = [
     "GroupReading",
@@ -25,6 +28,7 @@ __all__ = [
     "demo_tokens",
     "document_budget",
     "document_view",
+    "group_by_region",
     "head",
     "merge_records",
     "merge_with_sources",
@@ -266,3 +270,26 @@ class ChunkRanker:
     def retrieve(self, program: ExtractionProgram, fields: list[str]) -> list[int]:
         """Each field's top-k chunks, in text order; the first chunk when no query matches."""
         return sorted(set(self.ranked(program, fields, program.strategy.top_k))) or [0]
+
+
+def group_by_region(program: ExtractionProgram, texts: list[str], group_size: int) -> ExtractionProgram:
+    """The program with `field_groups` of at most `group_size` fields that live in the same part of
+    a document: each field's best BM25 window, as a position from 0 (start) to 1 (end) averaged over
+    `texts`, orders the fields (fields no query matched count as the head), and runs of `group_size`
+    become the groups. Grouped that way, a group's retrieved windows serve all of its fields."""
+    if group_size < 1:
+        raise ValueError("group_size must be at least 1")
+    names = top_level_fields(program.schema)
+    positions: dict[str, list[float]] = {name: [] for name in names}
+    for text in texts:
+        chunks = split_windows(text, program.strategy.chunk_tokens, 0, program.model)
+        if len(chunks) < 2:
+            continue
+        ranker = ChunkRanker(chunks)
+        for name in names:
+            best = ranker.ranked(program, [name], 1)
+            if best:
+                positions[name].append(best[0] / (len(chunks) - 1))
+    order = sorted(names, key=lambda name: statistics.fmean(positions[name]) if positions[name] else 0.0)
+    groups = [order[i : i + group_size] for i in range(0, len(order), group_size)]
+    return program.replace(strategy=dataclasses.replace(program.strategy, field_groups=groups))

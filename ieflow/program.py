@@ -218,7 +218,7 @@ class ExtractionProgram:
         groups = [list(group) for group in self.strategy.field_groups]
         grouped = {name for group in groups for name in group}
         rest = [name for name in names if name not in grouped]
-        size = self.strategy.fields_per_call or len(rest)
+        size = self.strategy.fields_per_call or len(rest) or 1
         groups.extend(rest[i : i + size] for i in range(0, len(rest), size))
         return groups
 

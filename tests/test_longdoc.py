@@ -11,7 +11,7 @@ import pytest
 from ieflow.extraction import extract
 from ieflow.lm import tokens
 from ieflow.lm.tokens import ESTIMATE_MARGIN, count_tokens, estimate_tokens, register_token_counter
-from ieflow.longdoc import document_budget, plan_reading, split_windows
+from ieflow.longdoc import document_budget, group_by_region, plan_reading, split_windows
 from ieflow.merge import merge_with_sources
 from ieflow.program import STRATEGY, Demo, ExtractionProgram, LongDocStrategy
 from ieflow.program_diff import changed_components, diff_programs
@@ -258,3 +258,14 @@ def test_the_strategy_is_a_component_replace_and_the_diff_show() -> None:
     for bad, reason in [("[1]", "JSON object"), ('{"topk": 3}', "unknown strategy keys"), ("{", "not JSON")]:
         with pytest.raises(ValueError, match=reason):
             base.replace(components={STRATEGY: bad})
+
+
+def test_fields_that_live_in_the_same_region_are_grouped_together() -> None:
+    program = nda(kind="retrieve_merge", chunk_tokens=300)
+    grouped = group_by_region(program, [long_nda(), long_nda().replace("Ohio", "Texas")], group_size=2)
+    groups = grouped.strategy.field_groups
+    assert sorted(map(sorted, groups)) == sorted(
+        map(sorted, [["effective_date", "party"], ["jurisdiction", "non_compete"]])
+    )
+    assert groups[-1] == ["jurisdiction", "non_compete"]  # both deep in the document, in text order
+    assert grouped.field_groups() == groups and program.strategy.field_groups == []
