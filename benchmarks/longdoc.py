@@ -138,7 +138,7 @@ def big_report(pages: int) -> None:
     from ieflow.documents import chunk_document, parse_file
     from ieflow.grounding.ground import ground_record
     from ieflow.grounding.index import DocumentIndex
-    from ieflow.longdoc import plan_reading
+    from ieflow.longdoc import plan_reading, split_windows
     from ieflow.program import ExtractionProgram, LongDocStrategy
 
     times: dict[str, float] = {}
@@ -175,10 +175,12 @@ def big_report(pages: int) -> None:
     )
     calls = timed("extraction (fake server)", lambda: fake_extraction(program, parsed.text), times, peaks)
     base = times["read raw text (pypdf)"]
+    windows = split_windows(parsed.text, strategy.chunk_tokens, strategy.overlap_tokens, program.model)
     print(
-        f"{len(parsed.text)} chars, {len(raw)} pages read raw, {len(chunks)} ingest chunks, "
+        f"{len(windows)} windows of {strategy.chunk_tokens} tokens; {len(parsed.text)} chars, "
+        f"{len(raw)} pages read raw, {len(chunks)} ingest chunks, "
         f"{len(reading.chunks_used)} windows read by {sum(len(g.parts) for g in reading.groups)} calls "
-        f"({calls} made), {sum(e.method != 'missing' for e in evidence)}/{len(evidence)} leaves grounded"
+        f"({calls} made), {sum(e.grounded for e in evidence)}/{len(evidence)} leaves grounded"
     )
     print("| step | seconds | ms per page | x raw read | peak RSS MB |")
     print("|---|---|---|---|---|")
