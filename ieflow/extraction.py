@@ -21,17 +21,20 @@ from ieflow.formats import convert_record
 from ieflow.lm import LMClient, LMError, LMUnavailableError, StructuredOutputError
 from ieflow.lm.pool import ClientSpec, shared_client
 from ieflow.longdoc import (  # re-exported: their home was this module
+    Reading,
     count_tokens,
     demo_tokens,
     document_budget,
     document_view,
     head,
     merge_records,
+    merge_with_sources,
     plan_reading,
     select_chunks,
     split_windows,
 )
 from ieflow.program import ExtractionProgram
+from ieflow.schema import validate_record
 from ieflow.trace import Trace
 
 __all__ = [
@@ -77,6 +80,8 @@ async def aextract(
     """Async twin of `extract`; `client` defaults to the pool's client of the program's model."""
     client = client or default_client(program)
     reading = plan_reading(program, text)
+    if reading.groups:
+        return await _read_groups(program, reading, client)
     if reading.strategy == "map_merge":
         return await _map_merge(program, reading.parts, client)
     trace = Trace(strategy=reading.strategy, chunks_used=reading.chunks_used)
@@ -146,6 +151,57 @@ async def _map_merge(
         trace.error_kind = next((part.error_kind for _, part in results if part.error_kind), None)
         return None, trace
     return merge_records(program, records), trace
+
+
+async def _read_groups(
+    program: ExtractionProgram, reading: Reading, client: LMClient
+) -> tuple[dict | None, Trace]:
+    """One call per field group and part (see `longdoc.GroupReading`); the partial records are
+    merged into one record, checked against the full schema."""
+    narrowed = [program.for_fields(group.fields) for group in reading.groups]
+    calls = [
+        _extract_once(sub, part, client, Trace(strategy=reading.strategy))
+        for sub, group in zip(narrowed, reading.groups, strict=True)
+        for part in group.parts
+    ]
+    results = iter(await asyncio.gather(*calls))
+    trace = Trace(strategy=reading.strategy, chunks_used=reading.chunks_used)
+    record: dict[str, Any] = {}
+    for sub, group in zip(narrowed, reading.groups, strict=True):
+        parts = [next(results) for _ in group.parts]
+        for _, part in parts:
+            _add_part(trace, part)
+        trace.messages = trace.messages or parts[0][1].messages
+        failed = [part for done, part in parts if done is None]
+        unavailable = [part for part in failed if part.error_kind == "unavailable"]
+        if unavailable or len(failed) == len(parts):
+            # A record without this group's fields would silently miss values.
+            first = (unavailable or failed)[0]
+            trace.error = f"fields {', '.join(group.fields)}: {first.error or 'no record'}"
+            trace.error_kind = first.error_kind
+            return None, trace
+        if group.merged:
+            ok = [(done, chunk) for (done, _), chunk in zip(parts, group.chunks_used, strict=True) if done]
+            merged, decided = merge_with_sources(sub, [r for r, _ in ok], [c for _, c in ok])
+            trace.decided_by.update(decided)
+            record.update(merged)
+        else:
+            record.update(parts[0][0] or {})
+    problems = validate_record(program.schema, record)
+    if problems:
+        trace.error = f"the merged record does not match the schema: {problems[0]}"
+        trace.error_kind = "output"
+        return None, trace
+    return record, trace
+
+
+def _add_part(trace: Trace, part: Trace) -> None:
+    trace.prompt_tokens += part.prompt_tokens
+    trace.completion_tokens += part.completion_tokens
+    trace.cost_usd += part.cost_usd
+    trace.latency_s += part.latency_s
+    trace.calls += part.calls
+    trace.raw += part.raw + "\n"
 
 
 def leaked_prompt(record: Any, program: ExtractionProgram, window: int = 40) -> str | None:

@@ -22,7 +22,16 @@ from typing import Any
 from ieflow import config, storage
 from ieflow.errors import ProgramError, UserError
 from ieflow.formats import get_format, render_record
-from ieflow.schema import field_paths, field_schema, load_schema, resolve, type_label, types_of
+from ieflow.schema import (
+    field_paths,
+    field_schema,
+    load_schema,
+    resolve,
+    top_level_fields,
+    type_label,
+    types_of,
+)
+from ieflow.strategy import STRATEGY, LongDocStrategy  # re-exported: its home was this module
 from ieflow.trace import Trace  # re-exported: its home was this module
 
 __all__ = [
@@ -31,6 +40,7 @@ __all__ = [
     "FIELD_PREFIX",
     "INSTRUCTION",
     "OUTPUT_FORMATS",
+    "STRATEGY",
     "Demo",
     "ExtractionProgram",
     "LongDocStrategy",
@@ -56,34 +66,6 @@ class Demo:
     record: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class LongDocStrategy:
-    """What to do when a document does not fit `max_input_tokens`, the prompt's budget for document
-    text: the demos shown before the document are counted against it too, so adding demos shortens
-    what the program reads of a long document instead of overflowing the model's context.
-
-    - `truncate`: keep the head of the document.
-    - `map_merge`: extract from every chunk, then merge per field (`merge` is the default rule:
-      first | majority | union; `merge_rules` overrides per top-level field).
-    - `select`: rank chunks per field with BM25 and extract once from the best ones, in order.
-    """
-
-    kind: str = "select"
-    max_input_tokens: int = 2000
-    chunk_tokens: int = 500
-    overlap_tokens: int = 50
-    top_k: int = 2
-    merge: str = "first"
-    merge_rules: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("truncate", "map_merge", "select"):
-            raise ValueError(f"unknown long-document strategy {self.kind!r} (truncate|map_merge|select)")
-        for rule in [self.merge, *self.merge_rules.values()]:
-            if rule not in ("first", "majority", "union"):
-                raise ValueError(f"unknown merge rule {rule!r} (first|majority|union)")
-
-
 @dataclass
 class ExtractionProgram:
     schema: dict[str, Any]
@@ -104,6 +86,7 @@ class ExtractionProgram:
             get_format(name)
             if path not in paths:
                 raise ValueError(f"output format {name!r} names unknown field {path!r}")
+        self.strategy.check_fields(top_level_fields(self.schema))
 
     # -- construction ------------------------------------------------------------------------------
 
@@ -131,9 +114,12 @@ class ExtractionProgram:
         )
 
     def replace(self, **changes: Any) -> ExtractionProgram:
-        """A copy with some attributes changed (components are merged, not replaced)."""
+        """A copy with some attributes changed (components are merged, not replaced). The
+        `strategy` component (`STRATEGY`) is JSON that changes the named strategy keys."""
         new = copy.deepcopy(self)
-        components = changes.pop("components", None)
+        components = dict(changes.pop("components", None) or {})
+        if STRATEGY in components:
+            new.strategy = new.strategy.with_json(components.pop(STRATEGY))
         if components:
             unknown = set(components) - set(self.components)
             if unknown:
@@ -154,7 +140,7 @@ class ExtractionProgram:
             "model_params": self.model_params,
             "components": self.components,
             "demos": [asdict(d) for d in self.demos],
-            "strategy": asdict(self.strategy),
+            "strategy": self.strategy.to_dict(),
         } | ({"formats": dict(sorted(self.formats.items()))} if self.formats else {})
 
     @property
@@ -190,7 +176,7 @@ class ExtractionProgram:
                 model_params=dict(data.get("model_params", {})),
                 components=dict(data["components"]),
                 demos=[_demo(item, i) for i, item in enumerate(data.get("demos", []))],
-                strategy=LongDocStrategy(**data.get("strategy", {})),
+                strategy=LongDocStrategy.from_dict(data.get("strategy", {})),
                 name=data.get("name", "program"),
                 lessons=list(data.get("lessons", [])),
                 metadata=dict(data.get("metadata", {})),
@@ -221,6 +207,43 @@ class ExtractionProgram:
             raise ProgramError(f"program {path}: {exc}") from None
 
     # -- prompt assembly -------------------------------------------------------------------------
+
+    def component(self, name: str) -> str:
+        """A component's text by name, the `strategy` component included (its JSON)."""
+        return self.strategy.to_json() if name == STRATEGY else self.components[name]
+
+    def field_groups(self) -> list[list[str]]:
+        """The top-level fields read together in one call, per call (see `LongDocStrategy`)."""
+        names = top_level_fields(self.schema)
+        groups = [list(group) for group in self.strategy.field_groups]
+        grouped = {name for group in groups for name in group}
+        rest = [name for name in names if name not in grouped]
+        size = self.strategy.fields_per_call or len(rest) or 1
+        groups.extend(rest[i : i + size] for i in range(0, len(rest), size))
+        return groups
+
+    def for_fields(self, names: list[str]) -> ExtractionProgram:
+        """The program narrowed to some top-level fields: their schema, descriptions, formats and
+        the demos' values for them, so its prompt and grammar ask for those fields only."""
+        keep = set(names)
+        schema = copy.deepcopy(self.schema)
+        schema["properties"] = {k: v for k, v in schema["properties"].items() if k in keep}
+        if "required" in schema:
+            schema["required"] = [k for k in schema["required"] if k in keep]
+
+        def kept(path: str) -> bool:
+            return path.split(".")[0].removesuffix("[]") in keep
+
+        components = {
+            key: text
+            for key, text in self.components.items()
+            if not key.startswith(FIELD_PREFIX) or kept(key[len(FIELD_PREFIX) :])
+        }
+        demos = [Demo(d.doc_id, d.text, {k: v for k, v in d.record.items() if k in keep}) for d in self.demos]
+        formats = {path: name for path, name in self.formats.items() if kept(path)}
+        return ExtractionProgram(
+            schema, self.model, self.model_params, components, demos, name=self.name, formats=formats
+        )
 
     def field_descriptions(self) -> dict[str, str]:
         return {

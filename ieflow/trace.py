@@ -30,6 +30,11 @@ class Trace:
     error_kind: str | None = None
     strategy: str = "single"
     chunks_used: list[int] = field(default_factory=list)
+    # field -> the chunk whose value a merge kept (see ieflow.merge); only for merged readings
+    decided_by: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not data["decided_by"]:
+            del data["decided_by"]  # as traces were written before merges were traced
+        return data

@@ -9,8 +9,9 @@ section does not continue the previous one.
 
 Token counts are an offline *estimate* (no BPE files to download): a word piece of at most 10
 letters, a group of at most 3 digits, one punctuation mark, a newline, or a run of blank space each
-count as one token. On English prose this tracks GPT-style tokenizers within ~15%; budget headroom
-accordingly.
+count as one token. Against Qwen2.5's BPE the median ratio BPE / estimate is 0.98 on NDAs and 1.44
+on OCR receipts (docs/longdoc.md). Prompts are not budgeted with these counts but with the model's
+own tokenizer (`ieflow.lm.tokens.count_tokens`).
 """
 
 from __future__ import annotations

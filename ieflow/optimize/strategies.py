@@ -23,7 +23,7 @@ from ieflow.optimize.edits import Proposal
 from ieflow.optimize.evaluator import ExampleResult
 from ieflow.optimize.pareto import sample_from_front
 from ieflow.optimize.state import MinibatchPosition
-from ieflow.program import DEMOS, FIELD_PREFIX, INSTRUCTION, OUTPUT_FORMATS, ExtractionProgram
+from ieflow.program import DEMOS, FIELD_PREFIX, INSTRUCTION, OUTPUT_FORMATS, STRATEGY, ExtractionProgram
 
 # -- the decisions ----------------------------------------------------------------------------------
 
@@ -204,8 +204,11 @@ class AncestorMerger:
 
 def changed_components(base: ExtractionProgram, program: ExtractionProgram) -> dict[str, str]:
     """Components changed since `base`, with their new text; demos and formats count as one
-    component each (with no text)."""
+    component each (with no text); the long-document strategy is the `strategy` component (its JSON,
+    which `ExtractionProgram.replace` applies)."""
     out = {k: v for k, v in program.components.items() if base.components.get(k) != v}
+    if program.strategy != base.strategy:
+        out[STRATEGY] = program.strategy.to_json()
     if program.demos != base.demos:
         out[DEMOS] = ""
     if program.formats != base.formats:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ieflow.lm import LMClient, LMResponse
+from ieflow.lm.tokens import estimate_tokens, register_token_counter
 
 
 class ScriptedLM(LMClient):
@@ -47,3 +48,8 @@ class ScriptedLM(LMClient):
         self, messages: list[dict], *, response_schema: dict | None = None, **params: Any
     ) -> LMResponse:
         return self.complete(messages, response_schema=response_schema, **params)
+
+
+# A scripted model has no tokenizer: its tokens are the word-and-punctuation estimate, as every
+# count was before counts followed the model (the extraction snapshot pins views cut that way).
+register_token_counter("scripted/", estimate_tokens, source="estimate")
