@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures
 from typing import Any
 
+from ieflow.confidence import confidence_by_leaf, merged_confidence
 from ieflow.formats import convert_record
 from ieflow.lm import LMClient, LMError, LMUnavailableError, StructuredOutputError
 from ieflow.lm.pool import ClientSpec, shared_client
@@ -104,6 +105,10 @@ async def _extract_once(
     trace.raw = response.text
     trace.cached = response.cached
     _add_usage(trace, response)
+    logprobs = response.logprobs
+    trace.field_confidence, trace.confidence_note = confidence_by_leaf(
+        response.text, logprobs.tokens, logprobs.note
+    )
     return convert_record(response.parsed, program.formats), trace
 
 
@@ -122,8 +127,7 @@ async def _map_merge(
         *(_extract_once(program, chunk, client, Trace(strategy="map_merge")) for chunk in chunks)
     )
     trace = Trace(strategy="map_merge", chunks_used=list(range(len(chunks))))
-    records = []
-    errors = []
+    records, confidences, notes, errors = [], [], [], []
     for record, part in results:
         trace.prompt_tokens += part.prompt_tokens
         trace.completion_tokens += part.completion_tokens
@@ -135,6 +139,8 @@ async def _map_merge(
             errors.append(part.error or "no record")
         else:
             records.append(record)
+            confidences.append(part.field_confidence)
+            notes.append(part.confidence_note)
     trace.messages = results[0][1].messages if results else []
     unavailable = [part for _, part in results if part.error_kind == "unavailable"]
     if unavailable:
@@ -145,7 +151,10 @@ async def _map_merge(
         trace.error = f"every chunk failed: {errors[0] if errors else 'no chunks'}"
         trace.error_kind = next((part.error_kind for _, part in results if part.error_kind), None)
         return None, trace
-    return merge_records(program, records), trace
+    merged = merge_records(program, records)
+    trace.field_confidence = merged_confidence(merged, records, confidences)
+    trace.confidence_note = next((note for note in notes if note), None)
+    return merged, trace
 
 
 def leaked_prompt(record: Any, program: ExtractionProgram, window: int = 40) -> str | None:

@@ -30,6 +30,10 @@ class Trace:
     error_kind: str | None = None
     strategy: str = "single"
     chunks_used: list[int] = field(default_factory=list)
+    # Each non-null leaf of the record (paths as ieflow.confidence names them) -> the model's
+    # confidence in [0, 1], or None; `confidence_note` says why some or all have none.
+    field_confidence: dict[str, float | None] = field(default_factory=dict)
+    confidence_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
