@@ -5,7 +5,9 @@
 The same grammar-constrained extraction of a sample receipt, alternately with and without the
 `TokenLogprobRecorder` logits processor (no response cache; llama.cpp reuses the prompt's KV cache
 between calls, so the generated tokens, where the recorder runs, are most of each call's time).
-Prints each call's seconds and the median ratio with/without.
+Prints each call's seconds and the median ratio with/without. On a crowded machine those calls
+vary by tens of percent between identical runs, so `--recorder-only` also times the recorder alone,
+per generated token, on a logits vector of the model's vocabulary size (no model needed).
 """
 
 from __future__ import annotations
@@ -37,13 +39,34 @@ def one_call(model: local._LoadedModel, request: dict, record: bool) -> tuple[fl
     return time.perf_counter() - started, result["usage"]["completion_tokens"]
 
 
+def time_recorder_alone(n_vocab: int, steps: int) -> float:
+    """Seconds the recorder adds per generated token: its call on a fresh logits vector each step."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = [rng.normal(size=n_vocab).astype(np.float32) for _ in range(8)]
+    recorder = TokenLogprobRecorder()
+    ids = list(range(100))
+    started = time.perf_counter()
+    for step in range(steps):
+        recorder(np.array(ids, dtype=np.intc), rows[step % len(rows)])
+        ids.append(step % n_vocab)
+    return (time.perf_counter() - started) / steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
+    parser.add_argument("--recorder-only", action="store_true")
+    parser.add_argument("--n-vocab", type=int, default=151_936, help="Qwen2.5's vocabulary")
     args = parser.parse_args()
+    per_token = time_recorder_alone(args.n_vocab, steps=500)
+    print(f"recorder alone: {per_token * 1000:.3f} ms per generated token ({args.n_vocab} logits)")
+    if args.recorder_only:
+        return
     program = ExtractionProgram.from_schema(DATA / "schema.json", model=f"local/{args.model}")
     text = (DATA / "documents" / "005.txt").read_text()
     schema_format = local.translate_response_format(response_format(program.response_schema(text)))

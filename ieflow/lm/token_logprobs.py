@@ -24,14 +24,19 @@ class TokenLogprobRecorder:
         self.positions: list[int] = []  # where each step's token lands in the model's input ids
         self.logprobs: list[float | None] = []  # per step; None where its token was never evaluated
         self._pending: tuple[np.ndarray, float] | None = None  # last step's logits and logsumexp
+        self._scratch: np.ndarray | None = None
 
     def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
         self._resolve(input_ids)
         self.positions.append(len(input_ids))
-        # A copy: the grammar sampler writes -inf into this buffer after us.
-        logits = np.array(scores, dtype=np.float64)
-        peak = float(logits.max())
-        self._pending = (logits, peak + float(np.log(np.exp(logits - peak).sum())))
+        # A copy: the grammar sampler writes -inf into this buffer after us. float32 and one reused
+        # scratch array: five times faster than float64 (benchmarks/logprob_overhead.py).
+        logits = np.array(scores, dtype=np.float32)
+        if self._scratch is None or self._scratch.shape != logits.shape:
+            self._scratch = np.empty_like(logits)
+        peak = logits.max()
+        np.exp(np.subtract(logits, peak, out=self._scratch), out=self._scratch)
+        self._pending = (logits, float(peak) + float(np.log(self._scratch.sum(dtype=np.float64))))
         return scores
 
     def _resolve(self, input_ids: np.ndarray) -> None:
