@@ -218,7 +218,13 @@ def report() -> str:
 
 
 def _tables(leaves: list[dict[str, Any]]) -> list[str]:
+    if not leaves:
+        return ["No values.", ""]
+    wrong = sum(not leaf["correct"] for leaf in leaves)
     return [
+        f"{wrong} of {len(leaves)} values wrong ({wrong / len(leaves):.2f}): the precision of a flag",
+        "that picks values at random.",
+        "",
         "| confidence | values | share correct | mean confidence |",
         "|---|---|---|---|",
         *reliability(leaves),
