@@ -56,6 +56,63 @@ def field_confidence(answer: str, logprobs: list[TokenLogprob] | None) -> Confid
     return Confidence(values=values)
 
 
+def confidence_by_leaf(
+    answer: str, logprobs: list[TokenLogprob] | None, missing_note: str | None = None
+) -> tuple[dict[str, float | None], str | None]:
+    """Every non-null leaf of `answer` with its confidence (None where there is none), and why some
+    or all have none: `missing_note` (the client's reason) when there are no log-probabilities."""
+    found = field_confidence(answer, logprobs)
+    values = {path: found.values.get(path) for path in value_spans(answer) or {}}
+    note = missing_note if logprobs is None and missing_note else found.note
+    if note is None and None in values.values():
+        note = "a value without a character of its own (an empty string) has no confidence"
+    return values, note
+
+
+def merged_confidence(
+    merged: dict[str, Any], records: list[dict[str, Any]], confidences: list[dict[str, float | None]]
+) -> dict[str, float | None]:
+    """The confidence of each leaf of a record merged from chunk records (`longdoc.merge_records`):
+    a value keeps the confidence of the chunk reading it came from, the first chunk (in document
+    order) whose record holds that exact value; a list built as a union takes each item's from the
+    first chunk that holds the item. No averaging: one number is one reading's. Leaves no chunk
+    holds get None."""
+    out: dict[str, float | None] = {}
+    for name, value in merged.items():
+        key = _canonical(value)
+        source = next((i for i, r in enumerate(records) if _canonical(r.get(name)) == key), None)
+        if source is not None:
+            out.update(_subtree(confidences[source], name, name))
+        elif isinstance(value, list):
+            for k, item in enumerate(value):
+                found = _holder(records, name, _canonical(item))
+                if found is not None:
+                    out.update(_subtree(confidences[found[0]], f"{name}[{found[1]}]", f"{name}[{k}]"))
+    leaves = value_spans(json.dumps(merged, ensure_ascii=False)) or {}
+    return {path: out.get(path) for path in leaves}
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def _holder(records: list[dict[str, Any]], name: str, item: str) -> tuple[int, int] | None:
+    for i, record in enumerate(records):
+        for j, candidate in enumerate(record.get(name) or []):
+            if _canonical(candidate) == item:
+                return i, j
+    return None
+
+
+def _subtree(confidence: dict[str, float | None], old: str, new: str) -> dict[str, float | None]:
+    """The entries at path `old` and below it, renamed to sit at `new`."""
+    return {
+        new + path[len(old) :]: value
+        for path, value in confidence.items()
+        if path == old or path.startswith((old + ".", old + "["))
+    }
+
+
 def _token_char_ranges(encoded: bytes, logprobs: list[TokenLogprob]) -> list[tuple[tuple[int, int], float]]:
     # Byte offsets -> character offsets (a token may end inside a multi-byte character).
     char_at = [0] * (len(encoded) + 1)

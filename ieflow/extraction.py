@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures
 from typing import Any
 
+from ieflow.confidence import confidence_by_leaf, merged_confidence
 from ieflow.formats import convert_record
 from ieflow.lm import LMClient, LMError, LMUnavailableError, StructuredOutputError
 from ieflow.lm.pool import ClientSpec, shared_client
@@ -109,6 +110,10 @@ async def _extract_once(
     trace.raw = response.text
     trace.cached = response.cached
     _add_usage(trace, response)
+    logprobs = response.logprobs
+    trace.field_confidence, trace.confidence_note = confidence_by_leaf(
+        response.text, logprobs.tokens, logprobs.note
+    )
     return convert_record(response.parsed, program.formats), trace
 
 
@@ -127,19 +132,15 @@ async def _map_merge(
         *(_extract_once(program, chunk, client, Trace(strategy="map_merge")) for chunk in chunks)
     )
     trace = Trace(strategy="map_merge", chunks_used=list(range(len(chunks))))
-    records = []
-    errors = []
+    records, confidences, notes, errors = [], [], [], []
     for record, part in results:
-        trace.prompt_tokens += part.prompt_tokens
-        trace.completion_tokens += part.completion_tokens
-        trace.cost_usd += part.cost_usd
-        trace.latency_s += part.latency_s
-        trace.calls += part.calls
-        trace.raw += part.raw + "\n"
+        _add_part(trace, part)
         if record is None:
             errors.append(part.error or "no record")
         else:
             records.append(record)
+            confidences.append(part.field_confidence)
+            notes.append(part.confidence_note)
     trace.messages = results[0][1].messages if results else []
     unavailable = [part for _, part in results if part.error_kind == "unavailable"]
     if unavailable:
@@ -150,7 +151,10 @@ async def _map_merge(
         trace.error = f"every chunk failed: {errors[0] if errors else 'no chunks'}"
         trace.error_kind = next((part.error_kind for _, part in results if part.error_kind), None)
         return None, trace
-    return merge_records(program, records), trace
+    merged = merge_records(program, records)
+    trace.field_confidence = merged_confidence(merged, records, confidences)
+    trace.confidence_note = next((note for note in notes if note), None)
+    return merged, trace
 
 
 async def _read_groups(
@@ -181,12 +185,18 @@ async def _read_groups(
             trace.error_kind = first.error_kind
             return None, trace
         if group.merged:
-            ok = [(done, chunk) for (done, _), chunk in zip(parts, group.chunks_used, strict=True) if done]
-            merged, decided = merge_with_sources(sub, [r for r, _ in ok], [c for _, c in ok])
+            ok = [(done, part, c) for (done, part), c in zip(parts, group.chunks_used, strict=True) if done]
+            records = [r for r, _, _ in ok]
+            merged, decided = merge_with_sources(sub, records, [c for _, _, c in ok])
             trace.decided_by.update(decided)
-            record.update(merged)
+            confidence = merged_confidence(merged, records, [p.field_confidence for _, p, _ in ok])
         else:
-            record.update(parts[0][0] or {})
+            ok = [(done, part, None) for done, part in parts if done]
+            merged, confidence = ok[0][0], ok[0][1].field_confidence
+        record.update(merged)
+        trace.field_confidence.update(confidence)  # groups hold disjoint fields: no path twice
+        notes = [p.confidence_note for _, p, _ in ok if p.confidence_note]
+        trace.confidence_note = trace.confidence_note or (notes[0] if notes else None)
     problems = validate_record(program.schema, record)
     if problems:
         trace.error = f"the merged record does not match the schema: {problems[0]}"

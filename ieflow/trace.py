@@ -32,6 +32,10 @@ class Trace:
     chunks_used: list[int] = field(default_factory=list)
     # field -> the chunk whose value a merge kept (see ieflow.merge); only for merged readings
     decided_by: dict[str, int] = field(default_factory=dict)
+    # Each non-null leaf of the record (paths as ieflow.confidence names them) -> the model's
+    # confidence in [0, 1], or None; `confidence_note` says why some or all have none.
+    field_confidence: dict[str, float | None] = field(default_factory=dict)
+    confidence_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -69,6 +69,7 @@ __all__ = [
     "default_answer",
     "last_user_text",
     "minimal_instance",
+    "piece_logprobs",
     "response_schema",
 ]
 
@@ -284,6 +285,27 @@ def default_answer(body: Mapping[str, Any]) -> str:
     if schema is None:
         return DEFAULT_TEXT
     return json.dumps(minimal_instance(schema) if schema else {})
+
+
+#: The answer's tokens and their log-probabilities, for requests that ask for ``logprobs``
+#: (None: a provider that returns none).
+TokenLogprobsFn = Callable[[str], list[tuple[str, float]] | None]
+
+
+def piece_logprobs(text: str) -> list[tuple[str, float]]:
+    """The default tokens of a fake answer: words, spaces and marks, each certain (logprob 0)."""
+    return [(piece, 0.0) for piece in re.findall(r"\w+|\s+|[^\w\s]", text)]
+
+
+def _logprobs_payload(tokens: list[tuple[str, float]] | None, body: dict[str, Any]) -> dict[str, Any] | None:
+    # OpenAI's shape: choices[0].logprobs.content, one item per token, with its UTF-8 bytes.
+    if not body.get("logprobs") or tokens is None:
+        return None
+    content = [
+        {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8")), "top_logprobs": []}
+        for token, logprob in tokens
+    ]
+    return {"content": content}
 
 
 def _as_text(answer: AnswerText) -> str:
@@ -536,7 +558,7 @@ class _App:
                     {
                         "index": 0,
                         "message": {"role": "assistant", "content": text},
-                        "logprobs": None,
+                        "logprobs": _logprobs_payload(owner.token_logprobs(text), body),
                         "finish_reason": finish,
                     }
                 ],
@@ -623,6 +645,8 @@ class FakeLMServer:
         self._latency_s = float(latency_s)
         self._plan = _FaultPlan(faults or FaultConfig())
         self._answer = answer
+        # what a request asking for `logprobs` gets (thread mode: set it before the requests)
+        self.token_logprobs: TokenLogprobsFn = piece_logprobs
         self._requested_port = port
         self._process_mode = process
         self._stats = _Stats()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from pathlib import Path
 
@@ -75,3 +77,27 @@ def test_a_prompt_over_the_context_window_fails_once_with_a_clear_error(monkeypa
     program = ExtractionProgram.from_schema(DATA / "schema.json", model=MODEL)
     record, trace = extract(program, "a long document", client)
     assert record is None and "exceed context window" in (trace.error or "")
+
+
+@pytest.mark.slow
+def test_the_local_model_gives_each_leaf_a_confidence_not_set_by_grammar_forced_tokens(tmp_path) -> None:
+    from ieflow.confidence import TokenLogprob, field_confidence
+
+    program = ExtractionProgram.from_schema(DATA / "schema.json", model=MODEL)
+    client = LMClient(MODEL, params=program.model_params, cache=ResponseCache(tmp_path / "cache"))
+    text = (DATA / "documents" / "005.txt").read_text()
+    _, trace = extract(program, text, client)
+    assert trace.error is None and trace.confidence_note is None, trace.confidence_note
+    answer = json.loads(trace.raw)
+    assert set(trace.field_confidence) == {k for k, v in answer.items() if v is not None}
+    assert all(0.0 <= c <= 1.0 for c in trace.field_confidence.values())
+    # The same call again, from the cache, with its tokens: the first one ('{"') is forced by the
+    # grammar (the model alone would not open with it: a low logprob). It lies outside every value,
+    # so making it certain changes no confidence.
+    response = client.complete_json(program.messages(text), program.response_schema(text))
+    tokens = response.logprobs.tokens
+    assert response.cached and "".join(t.token for t in tokens) == trace.raw
+    assert tokens[0].token.startswith("{") and tokens[0].logprob < -1.0
+    certain_start = [TokenLogprob(tokens[0].token, 0.0, tokens[0].n_bytes), *tokens[1:]]
+    assert field_confidence(trace.raw, certain_start).values == trace.field_confidence
+    assert max(trace.field_confidence.values()) > math.exp(tokens[0].logprob)

@@ -25,6 +25,7 @@ import tenacity
 from ieflow import config
 from ieflow.lm.cache import ResponseCache, request_key
 from ieflow.lm.errors import LMError, LMRequestError, LMUnavailableError, StructuredOutputError
+from ieflow.lm.logprobs import AnswerLogprobs, asks_logprobs, from_cache, read_logprobs, to_cache
 from ieflow.lm.pricing import call_cost, is_local, register_prices
 from ieflow.lm.structured import parse_and_validate, repair_message, response_format
 
@@ -46,6 +47,8 @@ class LMResponse:
     cached: bool
     finish_reason: str | None = None
     parsed: Any = None
+    # the answer's token log-probabilities, or why there are none
+    logprobs: AnswerLogprobs = field(default_factory=AnswerLogprobs.not_returned)
 
 
 @dataclass
@@ -148,6 +151,7 @@ class LMClient:
         self.retry_wait_s = retry_wait_s
         self.usage = UsageMeter()
         register_prices()
+        self.asks_logprobs = asks_logprobs(model)
         if is_local(model):
             from ieflow.lm.local import register_local_provider
 
@@ -287,6 +291,9 @@ class LMClient:
         }
         if schema is not None:
             kwargs["response_format"] = response_format(schema)
+        if self.asks_logprobs:
+            # Not in the cache key's params: asking for them does not change the answer.
+            kwargs["logprobs"] = True
         if self.api_base:
             kwargs["api_base"] = self.api_base
         if self._api_key:
@@ -308,6 +315,7 @@ class LMClient:
             latency_s=0.0,
             cached=True,
             finish_reason=stored.get("finish_reason"),
+            logprobs=from_cache(stored),
         )
         self.usage.add(response)
         return response
@@ -353,6 +361,7 @@ class LMClient:
             latency_s=latency_s,
             cached=False,
             finish_reason=getattr(choice, "finish_reason", None),
+            logprobs=read_logprobs(self.model, choice, self.asks_logprobs),
         )
         self.usage.add(response)
         # A truncated answer is not worth replaying from the cache.
@@ -365,6 +374,7 @@ class LMClient:
                     "completion_tokens": completion_tokens,
                     "cost_usd": response.cost_usd,
                     "finish_reason": response.finish_reason,
+                    **to_cache(response.logprobs),
                 },
             )
         return response

@@ -10,6 +10,7 @@ path: `register_local_model("my-model", "/models/x.gguf")` or
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import importlib
 import json
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ieflow import config
+from ieflow.lm.token_logprobs import TokenLogprobRecorder
 
 
 @dataclass(frozen=True)
@@ -168,17 +170,50 @@ def _n_ctx() -> int:
     return int(os.environ.get("IEFLOW_N_CTX", "4096"))
 
 
+def _amx_unsafe() -> bool:
+    """llama.cpp's AMX matmul segfaults on every multi-token batch on an AMX CPU under a
+    Firecracker VM kernel (seen: llama-cpp-python 0.3.36); its extra buffer types (AMX, repacked
+    weights) stay off where the CPU has AMX, unless IEFLOW_LLAMA_EXTRA_BUFTS=1 turns them on."""
+    if os.environ.get("IEFLOW_LLAMA_EXTRA_BUFTS") == "1":
+        return False
+    try:
+        return " amx_tile" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _model_params_without_extra_bufts() -> Any:
+    # Llama() does not expose `use_extra_bufts`; it reads llama_model_default_params() while loading.
+    from llama_cpp import llama_cpp as low
+
+    default = low.llama_model_default_params
+
+    def without() -> Any:
+        params = default()
+        params.use_extra_bufts = False
+        return params
+
+    low.llama_model_default_params = without
+    try:
+        yield
+    finally:
+        low.llama_model_default_params = default
+
+
 class _LoadedModel:
     def __init__(self, alias: str) -> None:
         from llama_cpp import Llama
 
-        self.llama = Llama(
-            model_path=str(gguf_path(alias)),
-            n_ctx=_n_ctx(),
-            n_threads=_n_threads(),
-            seed=0,
-            verbose=False,
-        )
+        guard = _model_params_without_extra_bufts() if _amx_unsafe() else contextlib.nullcontext()
+        with guard:  # called under _MODELS_LOCK: no other load sees the patched default
+            self.llama = Llama(
+                model_path=str(gguf_path(alias)),
+                n_ctx=_n_ctx(),
+                n_threads=_n_threads(),
+                seed=0,
+                verbose=False,
+            )
         # A Llama object is not thread-safe: one call at a time per model.
         self.lock = threading.Lock()
 
@@ -234,8 +269,13 @@ def run_chat(alias: str, messages: list[dict], optional_params: dict) -> dict:
     if response_format is not None:
         kwargs["response_format"] = response_format
     with model.lock:
+        recorder = TokenLogprobRecorder()
         try:
-            return model.llama.create_chat_completion(messages=messages, **kwargs)
+            result = model.llama.create_chat_completion(
+                messages=messages, logits_processor=_processors(recorder), **kwargs
+            )
+            result["ieflow_logprobs"] = recorder.openai_logprobs(model.llama, _message_text(result))
+            return result
         except ValueError as exc:
             if "exceed context window" not in str(exc):
                 raise
@@ -251,11 +291,24 @@ def run_chat(alias: str, messages: list[dict], optional_params: dict) -> dict:
             ) from exc
 
 
+def _processors(recorder: TokenLogprobRecorder) -> Any:
+    from llama_cpp import LogitsProcessorList
+
+    return LogitsProcessorList([recorder])
+
+
+def _message_text(result: dict) -> str:
+    return result["choices"][0]["message"]["content"] or ""
+
+
 def _fill(model_response: Any, result: dict, model: str) -> Any:
     import litellm
+    from litellm.types.utils import ChoiceLogprobs
 
     choice = result["choices"][0]
     model_response.choices[0].message.content = choice["message"]["content"]
+    if result.get("ieflow_logprobs") is not None:
+        model_response.choices[0].logprobs = ChoiceLogprobs(content=result["ieflow_logprobs"])
     model_response.choices[0].finish_reason = choice.get("finish_reason") or "stop"
     usage = result.get("usage", {})
     model_response.usage = litellm.Usage(
