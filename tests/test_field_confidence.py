@@ -158,9 +158,11 @@ def test_select_reading_gets_confidences_too(server, tmp_path) -> None:
 def test_field_grouped_readings_keep_each_groups_confidences(server, tmp_path) -> None:
     """One call per field group (`fields_per_call`): each field's number comes from its group's call."""
 
+    full = {"company": "ACME Trading", "total": 12.5, "items": ["tea"]}
+
     def answer(body: dict) -> dict:
         asked = json.dumps(body.get("response_format", {}))
-        return {"company": "ACME Trading"} if '"company"' in asked else {"total": 12.5, "items": ["tea"]}
+        return {name: value for name, value in full.items() if f'"{name}"' in asked}
 
     server.set_answer(answer)
     server.token_logprobs = weakest("Trading", -0.7)
