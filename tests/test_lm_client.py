@@ -203,3 +203,22 @@ def test_json_parsing_tolerates_fences() -> None:
     value, problems = parse_and_validate("no json here", SCHEMA)
     assert value is None and "not valid JSON" in problems[0]
     assert json.loads('{"a": 1}')
+
+
+def test_latency_is_the_calls_own_time_not_the_wait_for_a_concurrency_slot(server, tmp_path) -> None:
+    """Four calls through one slot, 0.3 s each: the last waits ~0.9 s for the slot, and that wait
+    is the batch's wall time, not the model's (records showed 111-170 s for ~8 s calls)."""
+    server.set_latency(0.3)
+    # A model name of its own: the per-model slot count is fixed by the first client of a model.
+    client = LMClient(
+        server.model_name("slot-test"), api_base=server.base_url, api_key="fake-key", max_concurrency=1
+    )
+
+    async def four() -> list:
+        messages = [[{"role": "user", "content": f"doc {i}"}] for i in range(4)]
+        return await asyncio.gather(*(client.acomplete(m) for m in messages))
+
+    started = time.perf_counter()
+    responses = asyncio.run(four())
+    assert time.perf_counter() - started >= 1.1  # they did queue behind one another
+    assert all(0.25 <= r.latency_s < 0.7 for r in responses), [r.latency_s for r in responses]

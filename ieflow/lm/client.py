@@ -26,7 +26,7 @@ from ieflow import config
 from ieflow.lm.cache import ResponseCache, request_key
 from ieflow.lm.errors import LMError, LMRequestError, LMUnavailableError, StructuredOutputError
 from ieflow.lm.logprobs import AnswerLogprobs, asks_logprobs, from_cache, read_logprobs, to_cache
-from ieflow.lm.pricing import call_cost, is_local, register_prices
+from ieflow.lm.pricing import call_cost, call_seconds, is_local, register_prices
 from ieflow.lm.structured import parse_and_validate, repair_message, response_format
 
 log = logging.getLogger("ieflow.lm")
@@ -190,16 +190,16 @@ class LMClient:
         if hit is not None:
             return hit
         semaphore = _LIMITS.thread_semaphore(self.model, self.max_concurrency)
-        started = time.perf_counter()
         try:
             for attempt in self._retrying(tenacity.Retrying):
                 with attempt, semaphore:
+                    started = time.perf_counter()  # after the slot: the call's time, not the queue's
                     raw = self._litellm().completion(**request["kwargs"])
         except tenacity.RetryError as exc:
             raise self._give_up(exc.last_attempt.exception()) from None
         except Exception as exc:
             raise self._classify(exc) from exc
-        return self._record(key, raw, time.perf_counter() - started, use_cache)
+        return self._record(key, raw, call_seconds(raw, started), use_cache)
 
     async def acomplete(
         self,
@@ -214,17 +214,17 @@ class LMClient:
         if hit is not None:
             return hit
         semaphore = _LIMITS.async_semaphore(self.model, self.max_concurrency)
-        started = time.perf_counter()
         try:
             async for attempt in self._retrying(tenacity.AsyncRetrying):
                 with attempt:
                     async with semaphore:
+                        started = time.perf_counter()
                         raw = await self._litellm().acompletion(**request["kwargs"])
         except tenacity.RetryError as exc:
             raise self._give_up(exc.last_attempt.exception()) from None
         except Exception as exc:
             raise self._classify(exc) from exc
-        return self._record(key, raw, time.perf_counter() - started, use_cache)
+        return self._record(key, raw, call_seconds(raw, started), use_cache)
 
     # -- structured output ------------------------------------------------------------------------
 

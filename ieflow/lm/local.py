@@ -270,11 +270,13 @@ def run_chat(alias: str, messages: list[dict], optional_params: dict) -> dict:
         kwargs["response_format"] = response_format
     with model.lock:
         recorder = TokenLogprobRecorder()
+        started = time.perf_counter()  # inside the lock: the model's own time, not the wait for it
         try:
             result = model.llama.create_chat_completion(
                 messages=messages, logits_processor=_processors(recorder), **kwargs
             )
             result["ieflow_logprobs"] = recorder.openai_logprobs(model.llama, _message_text(result))
+            result["ieflow_model_s"] = time.perf_counter() - started
             return result
         except ValueError as exc:
             if "exceed context window" not in str(exc):
@@ -316,6 +318,7 @@ def _fill(model_response: Any, result: dict, model: str) -> Any:
         completion_tokens=usage.get("completion_tokens", 0),
         total_tokens=usage.get("total_tokens", 0),
     )
+    model_response._hidden_params["ieflow_model_s"] = result.get("ieflow_model_s")
     model_response.model = f"local/{model}"
     model_response.created = int(time.time())
     return model_response

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 
 log = logging.getLogger("ieflow.lm")
@@ -121,3 +122,10 @@ def call_cost(
                     model,
                 )
         return 0.0
+
+
+def call_seconds(raw: object, started: float) -> float:
+    """The model's own time: measured inside an in-process model's lock (the wait behind other
+    documents left out), else since the last attempt got its concurrency slot."""
+    measured = (getattr(raw, "_hidden_params", None) or {}).get("ieflow_model_s")
+    return float(measured) if measured is not None else time.perf_counter() - started
