@@ -179,7 +179,7 @@ def test_time_limit_and_transient_errors(tmp_path: Path) -> None:
     path = tmp_path / "slow.pdf"
     path.write_bytes(make_pdf(["A line of text that takes time to lay out. " * 4] * 400))
     result = process_file(str(path), IngestOptions(file_timeout_s=0.05))
-    assert result["transient"] and "longer than 0.05 s" in result["document"]["error"]
+    assert result["transient"] and "longer than 0.05 s" in result["document"]["error"], result["document"]
     assert process_file(str(path), IngestOptions(max_pages=10))["transient"] is False
 
 

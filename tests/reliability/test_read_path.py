@@ -310,7 +310,8 @@ def _hostile_dataset(tmp_path: Path) -> tuple[Path, dict[int, str]]:
     not_read = "; not read"
     hostile = {
         "../outside/secret.txt": "'file' '../outside/secret.txt' leads outside the dataset folder" + not_read,
-        str(secret): f"'file' {str(secret)!r} is an absolute path, not one inside the dataset folder"
+        # Names are shown up to 80 characters (a label file may hold a name of any length).
+        str(secret): f"'file' {str(secret)[:80]!r} is an absolute path, not one inside the dataset folder"
         + not_read,
         "documents/link.txt": (
             f"document documents/link.txt: a symbolic link to a path outside the folder {root}" + not_read
