@@ -73,11 +73,13 @@ def dev_documents(dataset: str, n: int) -> tuple[dict[str, Any], list[Example]]:
     """The first `n` held-out dev documents, with their text (only theirs is parsed)."""
     corpus = load_corpus(DATASETS / dataset, with_text=False)
     chosen = holdout_split(corpus, seed=0).by_split("test")[:n]
-    with_text = [
-        dataclasses.replace(ex, text=document_text(Path(ex.source or ""), ex.content_hash or ""))
-        for ex in chosen
-    ]
+    with_text = [dataclasses.replace(ex, text=_text(ex)) for ex in chosen]
     return corpus.schema, with_text
+
+
+def _text(example: Example) -> str:
+    source = Path(example.source or "")
+    return document_text(source, example.content_hash or "", source.read_bytes())
 
 
 def leaf_correct(scorer: Scorer, record: dict[str, Any], gold: dict[str, Any], path: str) -> bool:
