@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.calibration import NAMES, best_program, dev_documents, leaf_correct, read_rows  # noqa: E402
 from benchmarks.calibration import OUT as CALIBRATION  # noqa: E402
 from ieflow.batch.outcome import Outcome, OutcomeKind  # noqa: E402
-from ieflow.batch.review_queue import ReviewPolicy, review_item  # noqa: E402
+from ieflow.batch.review_queue import ReviewPolicy, is_required, review_item  # noqa: E402
 from ieflow.extraction import extract  # noqa: E402
 from ieflow.grounding import DocumentIndex, ground_record  # noqa: E402
 from ieflow.lm.client import LMClient  # noqa: E402
@@ -166,8 +166,6 @@ def _result(
     grounding_s: float,
     schema: dict[str, Any],
 ) -> DocumentResult:
-    from ieflow.batch.review_queue import is_required
-
     leaves = [
         Leaf(
             path=e.path,
