@@ -32,7 +32,11 @@ from ieflow.optimize import Budget, make_optimizer  # noqa: E402
 from ieflow.optimize.split_scoring import load_split_examples  # noqa: E402
 from ieflow.program import ExtractionProgram, LongDocStrategy  # noqa: E402
 
-DATASETS = ROOT.parent / "shared" / "datasets"
+# ../shared/datasets beside the checkout, or beside the folder of worktrees (as benchmarks/longdoc.py).
+DATASETS = next(
+    (p / "shared" / "datasets" for p in ROOT.parents if (p / "shared" / "datasets").is_dir()),
+    ROOT.parent / "shared" / "datasets",
+)
 OUT = Path(os.environ.get("IEFLOW_BENCH_OUT", ROOT / "benchmarks" / "results"))
 SEED_INSTRUCTION = {
     "sroie": "Extract the receipt fields as JSON.",
@@ -49,7 +53,7 @@ SEED_STRATEGY: dict[str, dict] = {
     "kleister_nda": {"kind": "select", "chunk_tokens": 400, "top_k": 2},
     # 41 fields over long contracts: 8 fields per call, each group reading its fields' BM25 windows
     # in one call (the 33 clause flags are decided from the passages that mention them).
-    "cuad": {"kind": "select", "chunk_tokens": 400, "top_k": 1, "fields_per_call": 8},
+    "cuad": {"kind": "select", "chunk_tokens": 250, "top_k": 1, "fields_per_call": 8},
 }
 # Labelled sets too small to split (a single dev split): every document is a test document and
 # only the baseline runs.
