@@ -190,11 +190,13 @@ def dataset_section(summary_path: Path) -> list[str]:
     sizes = summary["sizes"]
     if summary.get("baseline_only"):
         scope = f"all {sizes['test']} documents as test (one dev split, too small to split); baseline only."
-    else:
+    elif summary.get("optimizers") or any(summary_path.parent.glob("*/checkpoint.json")):
         scope = (
             f"train {sizes['train']}, val {sizes['val']}, test {sizes['test']}; "
             f"budget {summary['budget_metric_calls']} metric calls per optimizer."
         )
+    else:
+        scope = f"test {sizes['test']} documents; baseline only so far (no optimizer run yet)."
     lines = [f"## {summary['dataset']}", "", scope, ""]
     if "seed_strategy" in summary:
         lines += [f"Seed strategy: `{json.dumps(summary['seed_strategy'], sort_keys=True)}`", ""]
