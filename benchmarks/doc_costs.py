@@ -40,11 +40,12 @@ class DocTrace:
     windows_read: int
     error: str | None = None
     error_kind: str | None = None
+    max_tokens: int | None = None  # the program's answer limit per call
 
     @classmethod
-    def of(cls, program_hash: str, doc_id: str, trace: Trace) -> DocTrace:
+    def of(cls, program: ExtractionProgram, doc_id: str, trace: Trace) -> DocTrace:
         return cls(
-            program=program_hash,
+            program=program.hash,
             doc_id=doc_id,
             strategy=trace.strategy,
             calls=trace.calls,
@@ -53,12 +54,22 @@ class DocTrace:
             windows_read=len(trace.chunks_used),
             error=trace.error,
             error_kind=trace.error_kind,
+            max_tokens=program.model_params.get("max_tokens"),
         )
 
     @property
     def overflowed(self) -> bool:
         """The prompt did not fit the model's context window."""
         return any(mark in (self.error or "") for mark in _OVERFLOW_MARKS)
+
+    @property
+    def cut_off(self) -> bool:
+        """A failed document whose every call used the whole answer limit: its answers were cut off
+        (a document where only some calls were cut is not caught, the trace has no per-call counts)."""
+        limit = self.max_tokens or 0
+        return (
+            bool(self.error) and limit > 0 and self.calls > 0 and self.completion_tokens >= self.calls * limit
+        )
 
     @property
     def head_only(self) -> bool:
@@ -103,7 +114,7 @@ class TracingEvaluator(Evaluator):
         self, example: Example, record: dict | None, trace: Any, program: ExtractionProgram | None = None
     ) -> ExampleResult:
         if program is not None:  # written before the ledger line: a re-run never lacks its trace
-            self.log.add(DocTrace.of(program.hash, example.doc_id, trace))
+            self.log.add(DocTrace.of(program, example.doc_id, trace))
         return super().score(example, record, trace, program)
 
 
@@ -141,5 +152,6 @@ def cost_summary(traces: list[DocTrace | None]) -> dict[str, Any]:
         "readings": dict(Counter(t.strategy for t in known)),
         "context_overflow": sum(t.overflowed for t in known),
         "head_only": sum(t.head_only for t in known),
+        "answer_cut_off": sum(t.cut_off for t in known),
         "failed": [{"doc_id": t.doc_id, "reason": t.error} for t in known if t.error],
     }

@@ -65,7 +65,7 @@ def test_calls_tokens_and_failures_per_document_come_from_the_traces(tmp_path: P
     calls = [t.calls for t in (log.get(program().hash, f"doc{i}") for i in range(3))]
     assert result["calls_per_doc"] == pytest.approx(sum(calls) / 3)
     assert result["max_calls_per_doc"] == max(calls)
-    assert result["context_overflow"] == 0 and result["head_only"] == 0
+    assert (result["context_overflow"], result["head_only"], result["answer_cut_off"]) == (0, 0, 0)
     assert result["tokens_per_doc"] > 0
 
 
@@ -88,6 +88,18 @@ def test_overflow_and_head_only_readings_are_counted() -> None:
     assert summary["failed"] == [{"doc_id": "a", "reason": overflow.error}]
     assert summary["readings"] == {"select": 1, "truncate": 1}
     assert cost_summary([None]) == {}
+
+
+def test_a_failed_answer_that_used_every_allowed_token_counts_as_cut_off() -> None:
+    cut = DocTrace(
+        "p", "a", "single", 2, 900, 800, 0, "invalid structured output: not valid JSON", "output", 400
+    )
+    short = DocTrace(
+        "p", "b", "single", 2, 900, 500, 0, "invalid structured output: not valid JSON", "output", 400
+    )
+    whole = DocTrace("p", "c", "single", 1, 900, 400, 0, None, None, 400)
+    assert (cut.cut_off, short.cut_off, whole.cut_off) == (True, False, False)
+    assert cost_summary([cut, short, whole])["answer_cut_off"] == 1
 
 
 def test_a_torn_trace_line_is_skipped(tmp_path: Path) -> None:
