@@ -26,26 +26,65 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import ieflow  # noqa: E402,F401  (offline env defaults)
+from benchmarks.doc_costs import score_test  # noqa: E402
+from ieflow.datasets import Example, load_corpus  # noqa: E402
 from ieflow.optimize import Budget, make_optimizer  # noqa: E402
-from ieflow.optimize.split_scoring import load_split_examples, score_outside_budget  # noqa: E402
+from ieflow.optimize.split_scoring import load_split_examples  # noqa: E402
 from ieflow.program import ExtractionProgram, LongDocStrategy  # noqa: E402
 
-DATASETS = ROOT.parent / "shared" / "datasets"
+# ../shared/datasets beside the checkout, or beside the folder of worktrees (as benchmarks/longdoc.py).
+DATASETS = next(
+    (p / "shared" / "datasets" for p in ROOT.parents if (p / "shared" / "datasets").is_dir()),
+    ROOT.parent / "shared" / "datasets",
+)
 OUT = Path(os.environ.get("IEFLOW_BENCH_OUT", ROOT / "benchmarks" / "results"))
 SEED_INSTRUCTION = {
     "sroie": "Extract the receipt fields as JSON.",
     "deepform_adbuy": "Extract the political ad buy fields as JSON.",
     "kleister_nda": "Extract the agreement fields as JSON.",
+    "cuad": "Extract the contract fields as JSON.",
+    "invoice2data": "Extract the invoice fields and its line items as JSON.",
 }
 DEFAULT_BUDGET = {"sroie": 300, "deepform_adbuy": 150}
+# Each dataset's long-document reading, the same for the baseline and every optimizer (GEPA may
+# change it through the `strategy` component); datasets not named read by `select`.
+SEED_STRATEGY: dict[str, dict] = {
+    # Long NDAs, four fields: one call on the first window plus each field's best windows.
+    "kleister_nda": {"kind": "select", "chunk_tokens": 400, "top_k": 2},
+    # 41 fields over long contracts: 8 fields per call, each group reading its fields' BM25 windows
+    # in one call (the 33 clause flags are decided from the passages that mention them).
+    "cuad": {"kind": "select", "chunk_tokens": 250, "top_k": 1, "fields_per_call": 8},
+}
+# Answers longer than the program's default 400 tokens: invoices list every line item.
+SEED_MAX_TOKENS = {"invoice2data": 1000}
+# Labelled sets too small to split (a single dev split): every document is a test document and
+# only the baseline runs.
+ALL_TEST = {"invoice2data"}
 
 
 def seed_program(dataset: str, schema: dict, max_input_tokens: int) -> ExtractionProgram:
-    return ExtractionProgram.from_schema(
+    strategy = SEED_STRATEGY.get(dataset, {"kind": "select"})
+    program = ExtractionProgram.from_schema(
         schema,
         instruction=SEED_INSTRUCTION.get(dataset, "Extract the fields as JSON."),
         name=dataset,
-        strategy=LongDocStrategy(kind="select", max_input_tokens=max_input_tokens),
+        strategy=LongDocStrategy(max_input_tokens=max_input_tokens, **strategy),
+    )
+    if dataset in SEED_MAX_TOKENS:
+        program = program.replace(
+            model_params={**program.model_params, "max_tokens": SEED_MAX_TOKENS[dataset]}
+        )
+    return program
+
+
+def load_examples(dataset: str, sizes: tuple[int, int, int]) -> tuple[dict, dict[str, list[Example]]]:
+    """(schema, {train, val, test}); an ALL_TEST dataset has every document in test."""
+    if dataset in ALL_TEST:
+        corpus = load_corpus(DATASETS / dataset)
+        return corpus.schema, {"train": [], "val": [], "test": corpus.examples[: sizes[2] or None]}
+    n_train, n_val, n_test = sizes
+    return load_split_examples(
+        DATASETS / dataset, seed=0, limits={"train": n_train, "val": n_val, "test": n_test}
     )
 
 
@@ -73,24 +112,30 @@ def checkpoint_stop_reason(run_dir: Path) -> str:
     return json.loads(path.read_text()).get("stop_reason", "") if path.exists() else ""
 
 
+def test_ledgers(out: Path) -> tuple[Path, Path]:
+    """The test evaluations (shared by every program of a dataset) and their per-document traces."""
+    return out / "test_evaluations.jsonl", out / "test_traces.jsonl"
+
+
 def run(
     dataset: str, optimizers: list[str], budget: int, sizes: tuple[int, int, int], max_input_tokens: int
 ) -> None:
     out = OUT / dataset
     out.mkdir(parents=True, exist_ok=True)
-    n_train, n_val, n_test = sizes
-    schema, splits = load_split_examples(
-        DATASETS / dataset, seed=0, limits={"train": n_train, "val": n_val, "test": n_test}
-    )
+    schema, splits = load_examples(dataset, sizes)
     program = seed_program(dataset, schema, max_input_tokens)
     summary_path = out / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     summary["dataset"] = dataset
     summary["sizes"] = {k: len(splits[k]) for k in ("train", "val", "test")}
     summary["budget_metric_calls"] = budget
+    if dataset in ALL_TEST:
+        summary["baseline_only"] = True
+        optimizers = []
+    summary["seed_strategy"] = program.strategy.to_dict()
     print(f"[{dataset}] train {len(splits['train'])}, val {len(splits['val'])}, test {len(splits['test'])}")
     started = time.time()
-    baseline = score_outside_budget(program, splits["test"], out / "test_evaluations.jsonl")
+    baseline = score_test(program, splits["test"], *test_ledgers(out))
     baseline["wall_s"] = time.time() - started
     earlier = summary.get("baseline", {})
     if earlier.get("score") == baseline["score"] and "wall_s" in earlier:
@@ -103,7 +148,7 @@ def run(
         finished_earlier = bool(checkpoint_stop_reason(out / name))
         optimizer = make_optimizer(name, run_dir=out / name, seed=0)
         result = optimizer.compile(program, splits["train"], splits["val"], Budget(max_metric_calls=budget))
-        test = score_outside_budget(result.best_program, splits["test"], out / "test_evaluations.jsonl")
+        test = score_test(result.best_program, splits["test"], *test_ledgers(out))
         earlier = summary.setdefault("optimizers", {}).get(name, {})
         if finished_earlier and earlier.get("code"):
             # A finished run, only re-read: it ran on the code recorded then, not on today's.
@@ -141,52 +186,114 @@ def report() -> str:
         "",
     ]
     for summary_path in sorted(OUT.glob("*/summary.json")):
-        summary = json.loads(summary_path.read_text())
-        base = summary["baseline"]
-        sizes = summary["sizes"]
-        lines += [
-            f"## {summary['dataset']}",
-            "",
-            f"train {sizes['train']}, val {sizes['val']}, test {sizes['test']}; "
-            f"budget {summary['budget_metric_calls']} metric calls per optimizer.",
-            "",
-            "| program | test score | macro F1 | prompt tokens/doc | metric calls | wall time | commit |",
-            "|---|---|---|---|---|---|---|",
-            f"| baseline | {base['score']:.3f} | {base['macro_f1']:.3f} | "
-            f"{base['prompt_tokens']:.0f} | - | - | - |",
-        ]
-        for name, row in summary.get("optimizers", {}).items():
-            test = row["test"]
-            lines.append(
-                f"| {name} | {test['score']:.3f} | {test['macro_f1']:.3f} | "
-                f"{test['prompt_tokens']:.0f} | {row['metric_calls']} | "
-                f"{row['optimization_wall_s'] / 60:.0f} min | {row.get('code', '-')} |"
-            )
-        for checkpoint in sorted(summary_path.parent.glob("*/checkpoint.json")):
-            name = checkpoint.parent.name
-            if name in summary.get("optimizers", {}):
-                continue
-            state = json.loads(checkpoint.read_text())
-            calls = len((checkpoint.parent / "evaluations.jsonl").read_text().splitlines())
-            scores = [c["val_score"] for c in state["candidates"]]
-            lines.append(
-                f"| {name} (in progress: step {state['step']}, {calls} of "
-                f"{summary['budget_metric_calls']} metric calls) | not yet scored on test | - | - | "
-                f"{calls} | val {scores[0]:.3f} -> best {max(scores):.3f} so far | - |"
-            )
-        lines += ["", "Per-field test scores:", ""]
-        fields = list(base["per_field"])
-        lines.append("| program | " + " | ".join(fields) + " |")
-        lines.append("|---" * (len(fields) + 1) + "|")
-        lines.append("| baseline | " + " | ".join(f"{base['per_field'][f]:.2f}" for f in fields) + " |")
-        for name, row in summary.get("optimizers", {}).items():
-            per = row["test"]["per_field"]
-            lines.append(f"| {name} | " + " | ".join(f"{per.get(f, 0):.2f}" for f in fields) + " |")
-        lines.append("")
-        notes = summary_path.parent / "NOTES.md"  # observations written by hand, kept across reports
-        if notes.exists():
-            lines += [notes.read_text(encoding="utf-8").strip(), ""]
+        lines += dataset_section(summary_path)
     return "\n".join(lines)
+
+
+def dataset_section(summary_path: Path) -> list[str]:
+    """One dataset's tables: scores, cost per document, per-field scores, then its NOTES.md."""
+    summary = json.loads(summary_path.read_text())
+    base = summary["baseline"]
+    sizes = summary["sizes"]
+    if summary.get("baseline_only"):
+        scope = f"all {sizes['test']} documents as test (one dev split, too small to split); baseline only."
+    elif summary.get("optimizers") or any(summary_path.parent.glob("*/checkpoint.json")):
+        scope = (
+            f"train {sizes['train']}, val {sizes['val']}, test {sizes['test']}; "
+            f"budget {summary['budget_metric_calls']} metric calls per optimizer."
+        )
+    else:
+        scope = f"test {sizes['test']} documents; baseline only so far (no optimizer run yet)."
+    lines = [f"## {summary['dataset']}", "", scope, ""]
+    if "seed_strategy" in summary:
+        lines += [f"Seed strategy: `{json.dumps(summary['seed_strategy'], sort_keys=True)}`", ""]
+    lines += [
+        "| program | test score | macro F1 | prompt tokens/doc | metric calls | wall time | commit |",
+        "|---|---|---|---|---|---|---|",
+        f"| baseline | {base['score']:.3f} | {base['macro_f1']:.3f} | "
+        f"{base['prompt_tokens']:.0f} | - | - | - |",
+    ]
+    for name, row in summary.get("optimizers", {}).items():
+        test = row["test"]
+        lines.append(
+            f"| {name} | {test['score']:.3f} | {test['macro_f1']:.3f} | "
+            f"{test['prompt_tokens']:.0f} | {row['metric_calls']} | "
+            f"{row['optimization_wall_s'] / 60:.0f} min | {row.get('code', '-')} |"
+        )
+    lines += in_progress_rows(summary_path, summary)
+    lines += cost_lines(summary)
+    lines += ["", "Per-field test scores:", ""]
+    lines += per_field_lines(summary)
+    lines.append("")
+    notes = summary_path.parent / "NOTES.md"  # observations written by hand, kept across reports
+    if notes.exists():
+        lines += [notes.read_text(encoding="utf-8").strip(), ""]
+    return lines
+
+
+def in_progress_rows(summary_path: Path, summary: dict) -> list[str]:
+    """A row per optimizer run with a checkpoint but no finished result yet."""
+    rows = []
+    for checkpoint in sorted(summary_path.parent.glob("*/checkpoint.json")):
+        name = checkpoint.parent.name
+        if name in summary.get("optimizers", {}):
+            continue
+        state = json.loads(checkpoint.read_text())
+        calls = len((checkpoint.parent / "evaluations.jsonl").read_text().splitlines())
+        scores = [c["val_score"] for c in state["candidates"]]
+        rows.append(
+            f"| {name} (in progress: step {state['step']}, {calls} of "
+            f"{summary['budget_metric_calls']} metric calls) | not yet scored on test | - | - | "
+            f"{calls} | val {scores[0]:.3f} -> best {max(scores):.3f} so far | - |"
+        )
+    return rows
+
+
+def cost_lines(summary: dict) -> list[str]:
+    """Per-document cost and failures of each program on test, where its traces were kept."""
+    programs = {"baseline": summary["baseline"]} | {
+        name: row["test"] for name, row in summary.get("optimizers", {}).items()
+    }
+    traced = {name: test for name, test in programs.items() if "calls_per_doc" in test}
+    if not traced:
+        return []
+    lines = [
+        "",
+        "Cost and reading per test document (from each extraction's trace):",
+        "",
+        "| program | docs | model calls/doc (max) | tokens/doc | windows read/doc | readings | "
+        "context overflow | head only | answer cut off | failed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    failures = []
+    for name, test in traced.items():
+        readings = ", ".join(f"{kind} {n}" for kind, n in sorted(test["readings"].items()))
+        lines.append(
+            f"| {name} | {test['traced_docs']} | {test['calls_per_doc']:.1f} ({test['max_calls_per_doc']}) | "
+            f"{test['tokens_per_doc']:.0f} | {test['windows_read_per_doc']:.1f} | {readings} | "
+            f"{test['context_overflow']} | {test['head_only']} | {test.get('answer_cut_off', 0)} | "
+            f"{len(test['failed'])} |"
+        )
+        failures += [f"- {name}, {f['doc_id']}: {f['reason']}" for f in test["failed"]]
+    return lines + (["", "Failed documents:", "", *failures] if failures else [])
+
+
+def per_field_lines(summary: dict) -> list[str]:
+    """Per-field test scores: programs as rows, or (more than 8 fields) fields as rows."""
+    base = summary["baseline"]
+    programs = {"baseline": base["per_field"]} | {
+        name: row["test"]["per_field"] for name, row in summary.get("optimizers", {}).items()
+    }
+    fields = list(base["per_field"])
+    if len(fields) > 8:
+        lines = ["| field | " + " | ".join(programs) + " |", "|---" * (len(programs) + 1) + "|"]
+        for f in fields:
+            lines.append(f"| {f} | " + " | ".join(f"{per.get(f, 0):.2f}" for per in programs.values()) + " |")
+        return lines
+    lines = ["| program | " + " | ".join(fields) + " |", "|---" * (len(fields) + 1) + "|"]
+    for name, per in programs.items():
+        lines.append(f"| {name} | " + " | ".join(f"{per.get(f, 0):.2f}" for f in fields) + " |")
+    return lines
 
 
 def main() -> None:
@@ -199,6 +306,7 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=60)
     parser.add_argument("--val", type=int, default=20)
     parser.add_argument("--test", type=int, default=40)
+    parser.add_argument("--sizes", default=None, help="train,val,test (overrides the three above)")
     parser.add_argument("--max-input-tokens", type=int, default=1500)
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
@@ -212,7 +320,14 @@ def main() -> None:
     logging.getLogger("LiteLLM").setLevel(logging.WARNING)
     budget = args.budget or DEFAULT_BUDGET.get(args.dataset, 150)
     names = [n.strip() for n in args.optimizers.split(",") if n.strip()]
-    run(args.dataset, names, budget, (args.train, args.val, args.test), args.max_input_tokens)
+    sizes = (args.train, args.val, args.test)
+    if args.sizes:
+        try:
+            n_train, n_val, n_test = (int(n) for n in args.sizes.split(","))
+        except ValueError:
+            parser.error(f"--sizes takes three whole numbers train,val,test, not {args.sizes!r}")
+        sizes = (n_train, n_val, n_test)
+    run(args.dataset, names, budget, sizes, args.max_input_tokens)
 
 
 if __name__ == "__main__":
