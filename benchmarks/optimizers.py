@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import ieflow  # noqa: E402,F401  (offline env defaults)
-from benchmarks.doc_costs import score_test  # noqa: E402
+from benchmarks.doc_costs import TraceLog, cost_summary, score_test  # noqa: E402
 from ieflow.datasets import Example, load_corpus  # noqa: E402
 from ieflow.optimize import Budget, make_optimizer  # noqa: E402
 from ieflow.optimize.split_scoring import load_split_examples  # noqa: E402
@@ -185,9 +185,44 @@ def report() -> str:
         "a run re-done over a warm cache shows less than its first run took (see each dataset's notes).",
         "",
     ]
-    for summary_path in sorted(OUT.glob("*/summary.json")):
-        lines += dataset_section(summary_path)
+    for folder in sorted(path.parent for path in OUT.glob("*/test_evaluations.jsonl")):
+        if (folder / "summary.json").exists():
+            lines += dataset_section(folder / "summary.json")
+        else:
+            lines += unfinished_section(folder)
     return "\n".join(lines)
+
+
+def unfinished_section(folder: Path) -> list[str]:
+    """A dataset whose baseline test evaluation was cut short: what its ledger holds so far, for the
+    program evaluated last (earlier programs' lines are kept in the ledger but not shown)."""
+    rows = [json.loads(line) for line in (folder / "test_evaluations.jsonl").read_text().splitlines()]
+    program = rows[-1]["program"]
+    results = [row["result"] for row in rows if row["program"] == program]
+    log = TraceLog(folder / "test_traces.jsonl")
+    costs = cost_summary([log.get(program, r["doc_id"]) for r in results])
+    n = len(results)
+    per_field = {f: sum(r["fields"][f] for r in results) / n for f in results[0]["fields"]}
+    baseline = {
+        "score": sum(r["score"] for r in results) / n,
+        "per_field": per_field,
+        "prompt_tokens": sum(r["prompt_tokens"] for r in results) / n,
+    } | costs
+    lines = [
+        f"## {folder.name} (unfinished)",
+        "",
+        f"The baseline's test evaluation was cut short: {n} document(s) scored so far (program {program}).",
+        "Figures are over those documents only, not a test split.",
+        "",
+        f"Baseline mean record score {baseline['score']:.3f}, "
+        f"{baseline['prompt_tokens']:.0f} prompt tokens/doc.",
+    ]
+    summary = {"baseline": baseline}
+    lines += [*cost_lines(summary), "", "Per-field scores so far:", "", *per_field_lines(summary), ""]
+    notes = folder / "NOTES.md"
+    if notes.exists():
+        lines += [notes.read_text(encoding="utf-8").strip(), ""]
+    return lines
 
 
 def dataset_section(summary_path: Path) -> list[str]:
