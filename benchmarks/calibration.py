@@ -239,10 +239,15 @@ def _tables(leaves: list[dict[str, Any]]) -> list[str]:
 
 
 def write_doc(tables: str) -> None:
-    text = DOC.read_text(encoding="utf-8")
-    head, rest = text.split(TABLE_START, 1)
-    _, tail = rest.split(TABLE_END, 1)
-    DOC.write_text(f"{head}{TABLE_START}\n{tables}\n{TABLE_END}{tail}", encoding="utf-8")
+    replace_between(DOC, TABLE_START, TABLE_END, tables)
+
+
+def replace_between(doc: Path, start: str, end: str, body: str) -> None:
+    """Rewrite the text between the markers `start` and `end` in `doc` (both must be there)."""
+    text = doc.read_text(encoding="utf-8")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    doc.write_text(f"{head}{start}\n{body}\n{end}{tail}", encoding="utf-8")
 
 
 def main() -> None:

@@ -26,7 +26,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.calibration import NAMES, best_program, dev_documents, leaf_correct, read_rows  # noqa: E402
+from benchmarks.calibration import (  # noqa: E402
+    NAMES,
+    best_program,
+    dev_documents,
+    leaf_correct,
+    read_rows,
+    replace_between,
+)
 from benchmarks.calibration import OUT as CALIBRATION  # noqa: E402
 from ieflow.batch.outcome import Outcome, OutcomeKind  # noqa: E402
 from ieflow.batch.review_queue import ReviewPolicy, is_required, review_item  # noqa: E402
@@ -306,10 +313,7 @@ def write_doc(tables: str) -> None:
         DOC.write_text(
             f"{text.rstrip()}\n\n## Measured\n\n{SECTION_START}\n{SECTION_END}\n", encoding="utf-8"
         )
-        text = DOC.read_text(encoding="utf-8")
-    head, rest = text.split(SECTION_START, 1)
-    _, tail = rest.split(SECTION_END, 1)
-    DOC.write_text(f"{head}{SECTION_START}\n{tables}\n{SECTION_END}{tail}", encoding="utf-8")
+    replace_between(DOC, SECTION_START, SECTION_END, tables)
 
 
 def main() -> None:
