@@ -284,8 +284,12 @@ def test_the_watcher_leaves_when_the_child_ends_first() -> None:
         text=True,
     )
     try:
-        _, watcher = (psutil.Process(int(pid)) for pid in parent.stdout.readline().split())
-        wait_for(lambda: not alive(watcher), 10, "the watcher's end")
+        # The child may already be reaped when the line is read: only the watcher is looked up, and
+        # a watcher that has already left (NoSuchProcess) is the outcome this test wants.
+        watcher_pid = int(parent.stdout.readline().split()[1])
+        with contextlib.suppress(psutil.NoSuchProcess):
+            watcher = psutil.Process(watcher_pid)
+            wait_for(lambda: not alive(watcher), 10, "the watcher's end")
         assert parent.poll() is None  # the parent lives on, unharmed
     finally:
         parent.kill()
