@@ -35,6 +35,8 @@ class Example:
     split: str | None = None
     source: str | None = None  # where the document came from (its path)
     content_hash: str | None = None  # sha256 of the document's bytes
+    label_source: str = "gold"  # who wrote `gold`: "gold", "teacher" or "human" (ieflow.labelfree)
+    agreement: dict[str, float] | None = None  # teacher labels: per-field share of samples that agreed
 
 
 @dataclass
@@ -117,7 +119,9 @@ def _example(root: Path, row: dict[str, Any], doc_id: str, record: Any, with_tex
     data = read_document(root, file_name)
     sha = hashlib.sha256(data).hexdigest()
     text = document_text(root / file_name, sha, data) if with_text else ""
-    return Example(doc_id, text, record, row.get("split"), str(root / file_name), sha)
+    # source and agreement were checked with the row (ieflow.labels.label_origin_problem)
+    source, agreement = row.get("source", "gold"), row.get("agreement")
+    return Example(doc_id, text, record, row.get("split"), str(root / file_name), sha, source, agreement)
 
 
 def load_corpus(

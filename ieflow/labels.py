@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
+from ieflow.labelfree.drafts import LABEL_SOURCES
 from ieflow.schema import load_schema, resolve, top_level_fields, types_of, validate_record
 
-_META_KEYS = ("doc_id", "file", "split", "source")
+_META_KEYS = ("doc_id", "file", "split", "source", "agreement")
 log = logging.getLogger("ieflow.labels")
 
 
@@ -154,10 +155,25 @@ def check_label_row(
     split = row.get("split")
     if split is not None and not isinstance(split, str):
         return doc_id, None, f"split must be a string, got {split!r}"
-    problem = label_file_problem(row.get("file"))
+    problem = label_file_problem(row.get("file")) or label_origin_problem(row)
     if problem:
         return doc_id, None, problem
     return doc_id, record, None
+
+
+def label_origin_problem(row: dict[str, Any]) -> str | None:
+    """Why a row's `source` or `agreement` (ieflow.labelfree.drafts) cannot be used, or None."""
+    source = row.get("source", "gold")
+    if source not in LABEL_SOURCES:
+        return f"source must be one of {', '.join(LABEL_SOURCES)}, got {str(source)[:40]!r}"
+    agreement = row.get("agreement")
+    if agreement is None:
+        return None
+    if not isinstance(agreement, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1 for v in agreement.values()
+    ):
+        return "agreement must map fields to numbers between 0 and 1"
+    return None
 
 
 def label_file_problem(file_name: object) -> str | None:

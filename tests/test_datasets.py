@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from ieflow import datasets
 from ieflow.datasets import holdout_split, load_corpus
+from ieflow.labelfree.drafts import DraftRecord, human_row, teacher_row
 from ieflow.labels import LabelError, load_labels, read_label_splits
 from ieflow.splits import assign_splits, find_leaks
 
@@ -76,6 +77,30 @@ def test_load_corpus_reports_bad_rows_and_keeps_good_ones(tmp_path: Path) -> Non
     assert example.text == "receipt A" and example.split == "train" and len(example.content_hash or "") == 64
     assert corpus.by_split("train") == [example] and corpus.split_sizes() == {"train": 1}
     assert str(LabelError(3, None, "x")) == "line 3: x"
+
+
+def test_label_rows_keep_their_source_and_agreement(tmp_path: Path) -> None:
+    draft = DraftRecord("t", GOOD, agreement={"date": 1.0, "total": 0.5}, file="documents/a.txt")
+    rows = [
+        row("g"),
+        json.dumps(teacher_row(draft).to_json()),
+        json.dumps(human_row(draft, {**GOOD, "total": 4.0}).to_json() | {"doc_id": "h"}),
+        json.dumps({"doc_id": "x", "file": "documents/a.txt", "record": GOOD, "source": "robot"}),
+        json.dumps({"doc_id": "y", "file": "documents/a.txt", "record": GOOD, "agreement": {"total": 2}}),
+    ]
+    corpus = load_corpus(make_dataset(tmp_path / "ds", rows, {"a.txt": "receipt A"}))
+    by_id = {ex.doc_id: ex for ex in corpus.examples}
+    assert [(d, by_id[d].label_source) for d in "gth"] == [("g", "gold"), ("t", "teacher"), ("h", "human")]
+    assert [e.reason for e in corpus.errors] == [
+        "source must be one of gold, teacher, human, got 'robot'",
+        "agreement must map fields to numbers between 0 and 1",
+    ]
+    assert by_id["t"].agreement == {"date": 1.0, "total": 0.5} and by_id["t"].gold == GOOD
+    assert by_id["h"].gold["total"] == 4.0 and by_id["h"].agreement is None
+    assert (
+        not draft.needs_review
+        and DraftRecord("p", GOOD, problems={"total": "not in the document"}).needs_review
+    )
 
 
 def test_absent_nullable_fields_become_null(tmp_path: Path) -> None:
