@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 from typing import Any
 
 from ieflow.confidence import confidence_by_leaf, merged_confidence
 from ieflow.formats import convert_record
 from ieflow.lm import LMClient, LMError, LMUnavailableError, StructuredOutputError
+from ieflow.lm.embeddings import shared_embedder
 from ieflow.lm.pool import ClientSpec, shared_client
 from ieflow.longdoc import (  # re-exported: their home was this module
     Reading,
@@ -80,13 +82,30 @@ async def aextract(
 ) -> tuple[dict | None, Trace]:
     """Async twin of `extract`; `client` defaults to the pool's client of the program's model."""
     client = client or default_client(program)
-    reading = plan_reading(program, text)
+    reading, retrieval_note = await _plan(program, text)
     if reading.groups:
-        return await _read_groups(program, reading, client)
-    if reading.strategy == "map_merge":
-        return await _map_merge(program, reading.parts, client)
-    trace = Trace(strategy=reading.strategy, chunks_used=reading.chunks_used)
-    return await _extract_once(program, reading.parts[0], client, trace)
+        record, trace = await _read_groups(program, reading, client)
+    elif reading.strategy == "map_merge":
+        record, trace = await _map_merge(program, reading.parts, client)
+    else:
+        trace = Trace(strategy=reading.strategy, chunks_used=reading.chunks_used)
+        record, trace = await _extract_once(program, reading.parts[0], client, trace)
+    trace.retrieval_note = retrieval_note
+    return record, trace
+
+
+async def _plan(program: ExtractionProgram, text: str) -> tuple[Reading, str | None]:
+    """The reading, and a note when the embedding retriever failed and BM25 read instead (the
+    document is still read: a retrieval outage must not lose it)."""
+    strategy = program.strategy
+    if strategy.retriever != "embedding":
+        return plan_reading(program, text), None
+    embedder = shared_embedder(strategy.embedding_model, strategy.embedding_api_base or None)
+    try:
+        return await asyncio.to_thread(plan_reading, program, text, embedder.embed), None
+    except LMError as exc:
+        bm25 = program.replace(strategy=dataclasses.replace(strategy, retriever="bm25"))
+        return plan_reading(bm25, text), f"embedding retrieval failed, BM25 used instead: {exc.reason}"
 
 
 async def _extract_once(

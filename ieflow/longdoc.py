@@ -13,7 +13,10 @@ import dataclasses
 import json
 import re
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import numpy
 
 from ieflow.formats import render_record
 from ieflow.lm.tokens import count_tokens, estimate_tokens
@@ -65,23 +68,24 @@ class Reading:
     groups: list[GroupReading] = field(default_factory=list)
 
 
-def plan_reading(program: ExtractionProgram, text: str) -> Reading:
-    """How `program` reads `text` within its budget (`document_budget`)."""
+def plan_reading(program: ExtractionProgram, text: str, embed: Embed | None = None) -> Reading:
+    """How `program` reads `text` within its budget (`document_budget`). `embed` is needed only
+    by the embedding retriever (`LongDocStrategy.retriever`); it is the one model call here."""
     strategy = program.strategy
     budget = document_budget(program)
     if strategy.groups_fields or strategy.kind == "retrieve_merge":
-        return _plan_groups(program, text, budget)
+        return _plan_groups(program, text, budget, embed)
     if count_tokens(text, program.model) <= budget:
         return Reading("single", [text], [])
     if strategy.kind == "map_merge":
         size = min(strategy.chunk_tokens, budget)
         chunks = split_windows(text, size, strategy.overlap_tokens, program.model)
         return Reading("map_merge", chunks, list(range(len(chunks))))
-    view, chosen = _part_within(program, text, budget)
+    view, chosen = _part_within(program, text, budget, embed)
     return Reading(strategy.kind, [view], chosen)
 
 
-def _plan_groups(program: ExtractionProgram, text: str, budget: int) -> Reading:
+def _plan_groups(program: ExtractionProgram, text: str, budget: int, embed: Embed | None) -> Reading:
     strategy = program.strategy
     groups = program.field_groups()
     if count_tokens(text, program.model) <= budget:
@@ -92,7 +96,7 @@ def _plan_groups(program: ExtractionProgram, text: str, budget: int) -> Reading:
     if strategy.kind == "select":
         size = max(min(strategy.chunk_tokens, budget // 2), 1)
         chunks = split_windows(text, size, min(strategy.overlap_tokens, size // 5), program.model)
-        ranker = ChunkRanker(chunks)
+        ranker = make_ranker(program, chunks, embed)
         readings = []
         for group in groups:
             chosen = ranker.select(program, budget, group)
@@ -101,7 +105,7 @@ def _plan_groups(program: ExtractionProgram, text: str, budget: int) -> Reading:
         size = min(strategy.chunk_tokens, budget)
         chunks = split_windows(text, size, strategy.overlap_tokens, program.model)
         everything = list(range(len(chunks)))
-        ranker = ChunkRanker(chunks) if strategy.kind == "retrieve_merge" else None
+        ranker = make_ranker(program, chunks, embed) if strategy.kind == "retrieve_merge" else None
         readings = []
         for group in groups:
             chosen = ranker.retrieve(program, group) if ranker else everything
@@ -134,17 +138,21 @@ def document_view(program: ExtractionProgram, text: str, budget: int) -> tuple[s
     a small budget."""
     if count_tokens(text, program.model) <= budget:
         return text, []
+    if program.strategy.retriever != "bm25":  # a view for a prompt, not a read: no embedding calls
+        program = program.replace(strategy=dataclasses.replace(program.strategy, retriever="bm25"))
     return _part_within(program, text, budget)
 
 
-def _part_within(program: ExtractionProgram, text: str, budget: int) -> tuple[str, list[int]]:
+def _part_within(
+    program: ExtractionProgram, text: str, budget: int, embed: Embed | None = None
+) -> tuple[str, list[int]]:
     # `text` is known not to fit `budget` (the caller counted it once).
     strategy = program.strategy
     if strategy.kind not in ("select", "retrieve_merge"):
         return head(text, budget, program.model), []
     size = max(min(strategy.chunk_tokens, budget // 2), 1)  # room for the head and one more chunk
     chunks = split_windows(text, size, min(strategy.overlap_tokens, size // 5), program.model)
-    chosen = select_chunks(program, chunks, budget)
+    chosen = make_ranker(program, chunks, embed).select(program, budget)
     return "\n...\n".join(chunks[i] for i in chosen), chosen
 
 
@@ -221,7 +229,80 @@ def select_chunks(
     return ChunkRanker(chunks).select(program, budget, fields)
 
 
-class ChunkRanker:
+Embed = Callable[[list[str]], list[list[float]]]  # texts -> one vector each (ieflow.lm.embeddings)
+
+
+def field_queries(program: ExtractionProgram, fields: list[str] | None) -> list[str]:
+    """One retrieval query per field path (name and description), for the top-level `fields`."""
+    queries = []
+    for path, description in program.field_descriptions().items():
+        if fields is not None and path.split(".")[0].removesuffix("[]") not in fields:
+            continue
+        queries.append(f"{path.replace('_', ' ').replace('.', ' ').replace('[]', '')} {description}")
+    return queries
+
+
+class _Ranking:
+    """Chunk choice from a ranking; subclasses say how each field's query ranks the chunks."""
+
+    chunks: list[str]
+
+    def ranked(self, program: ExtractionProgram, fields: list[str] | None, k: int) -> list[int]:
+        raise NotImplementedError
+
+    def select(
+        self, program: ExtractionProgram, budget: int | None, fields: list[str] | None = None
+    ) -> list[int]:
+        """The first chunk and each field's top-k, in field order, while they fit `budget`."""
+        chosen: list[int] = []
+        budget = program.strategy.max_input_tokens if budget is None else budget
+        ranked = [0, *self.ranked(program, fields, program.strategy.top_k)]
+        for index in dict.fromkeys(ranked):  # keeps first-seen order: field priority
+            cost = count_tokens(self.chunks[index], program.model)
+            if cost <= budget:
+                chosen.append(index)
+                budget -= cost
+        return sorted(chosen)
+
+    def retrieve(self, program: ExtractionProgram, fields: list[str]) -> list[int]:
+        """Each field's top-k chunks, in text order; the first chunk when no query matches."""
+        return sorted(set(self.ranked(program, fields, program.strategy.top_k))) or [0]
+
+
+class EmbeddingRanker(_Ranking):
+    """Chunks ranked by cosine similarity to each field's query, vectors from `embed`."""
+
+    def __init__(self, chunks: list[str], embed: Embed) -> None:
+        self.chunks = chunks
+        self.embed = embed
+        self.vectors = _unit_rows(embed(chunks))
+
+    def ranked(self, program: ExtractionProgram, fields: list[str] | None, k: int) -> list[int]:
+        queries = field_queries(program, fields)
+        if not queries:
+            return []
+        similarity = _unit_rows(self.embed(queries)) @ self.vectors.T
+        k = min(k, len(self.chunks))
+        return [int(i) for row in similarity for i in numpy.argsort(-row, kind="stable")[:k]]
+
+
+def _unit_rows(vectors: list[list[float]]) -> numpy.ndarray:
+    matrix = numpy.asarray(vectors, dtype=float)
+    norms = numpy.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / numpy.where(norms == 0, 1.0, norms)
+
+
+def make_ranker(program: ExtractionProgram, chunks: list[str], embed: Embed | None = None) -> _Ranking:
+    """The ranker `program.strategy.retriever` names; ValueError when embeddings are asked for
+    without an `embed` function."""
+    if program.strategy.retriever == "embedding":
+        if embed is None:
+            raise ValueError("the embedding retriever needs an embed function (ieflow.lm.embeddings)")
+        return EmbeddingRanker(chunks, embed)
+    return ChunkRanker(chunks)
+
+
+class ChunkRanker(_Ranking):
     """A BM25 index of one document's chunks, built once and asked per field group."""
 
     def __init__(self, chunks: list[str]) -> None:
@@ -241,10 +322,7 @@ class ChunkRanker:
 
         k = min(k, len(self.chunks))
         ranked: list[int] = []
-        for path, description in program.field_descriptions().items():
-            if fields is not None and path.split(".")[0].removesuffix("[]") not in fields:
-                continue
-            query = f"{path.replace('_', ' ').replace('.', ' ').replace('[]', '')} {description}"
+        for query in field_queries(program, fields):
             tokens = bm25s.tokenize([query], stopwords="en", stemmer=self.stemmer, show_progress=False)
             if not tokens.vocab:
                 continue
@@ -252,24 +330,6 @@ class ChunkRanker:
             # A query that matches nothing still gets k chunks back, with score 0: skip those.
             ranked.extend(int(i) for i, score in zip(ids[0], scores[0], strict=True) if score > 0)
         return ranked
-
-    def select(
-        self, program: ExtractionProgram, budget: int | None, fields: list[str] | None = None
-    ) -> list[int]:
-        """The first chunk and each field's top-k, in field order, while they fit `budget`."""
-        chosen: list[int] = []
-        budget = program.strategy.max_input_tokens if budget is None else budget
-        ranked = [0, *self.ranked(program, fields, program.strategy.top_k)]
-        for index in dict.fromkeys(ranked):  # keeps first-seen order: field priority
-            cost = count_tokens(self.chunks[index], program.model)
-            if cost <= budget:
-                chosen.append(index)
-                budget -= cost
-        return sorted(chosen)
-
-    def retrieve(self, program: ExtractionProgram, fields: list[str]) -> list[int]:
-        """Each field's top-k chunks, in text order; the first chunk when no query matches."""
-        return sorted(set(self.ranked(program, fields, program.strategy.top_k))) or [0]
 
 
 def group_by_region(program: ExtractionProgram, texts: list[str], group_size: int) -> ExtractionProgram:

@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-__all__ = ["KINDS", "MERGE_RULES", "STRATEGY", "LongDocStrategy"]
+__all__ = ["KINDS", "MERGE_RULES", "RETRIEVERS", "STRATEGY", "LongDocStrategy"]
 
 STRATEGY = "strategy"  # the component name optimizers, diffs and `ExtractionProgram.replace` use
 KINDS = ("truncate", "map_merge", "select", "retrieve_merge")
@@ -21,7 +21,14 @@ KINDS = ("truncate", "map_merge", "select", "retrieve_merge")
 MERGE_RULES = ("first", "majority", "union", "typed", "any", "all")
 # Fields added after programs were saved: left out of the JSON (and so of the hash) at their
 # default, so an unchanged program keeps its hash and its prompts.
-_OPTIONAL_DEFAULTS: dict[str, Any] = {"fields_per_call": 0, "field_groups": []}
+_OPTIONAL_DEFAULTS: dict[str, Any] = {
+    "fields_per_call": 0,
+    "field_groups": [],
+    "retriever": "bm25",
+    "embedding_model": "",
+    "embedding_api_base": "",
+}
+RETRIEVERS = ("bm25", "embedding")
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,10 @@ class LongDocStrategy:
     - `retrieve_merge`: per field group, extract from each of its fields' `top_k` BM25 chunks
       separately and merge them by type (a clause flag is true if any passage says so).
 
+    Retrieval (`select`, `retrieve_merge`): `retriever` "bm25" (the offline default) ranks chunks
+    by BM25 against each field's name and description; "embedding" by cosine similarity of
+    `embedding_model`'s vectors (any litellm embedding model, at `embedding_api_base` if given).
+
     Field grouping (any kind, any document length): `field_groups` lists groups of top-level field
     names, each read in its own call; fields in no group are grouped `fields_per_call` at a time in
     schema order (0: all of them in one call). The partial records are merged into one record.
@@ -51,8 +62,15 @@ class LongDocStrategy:
     merge_rules: dict[str, str] = field(default_factory=dict)
     fields_per_call: int = 0
     field_groups: list[list[str]] = field(default_factory=list)
+    retriever: str = "bm25"
+    embedding_model: str = ""
+    embedding_api_base: str = ""
 
     def __post_init__(self) -> None:
+        if self.retriever not in RETRIEVERS:
+            raise ValueError(f"unknown retriever {self.retriever!r} ({'|'.join(RETRIEVERS)})")
+        if self.retriever == "embedding" and not self.embedding_model:
+            raise ValueError("retriever 'embedding' needs embedding_model (a litellm embedding model name)")
         if self.kind not in KINDS:
             raise ValueError(f"unknown long-document strategy {self.kind!r} ({'|'.join(KINDS)})")
         for rule in [self.merge, *self.merge_rules.values()]:

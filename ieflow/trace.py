@@ -36,9 +36,13 @@ class Trace:
     # confidence in [0, 1], or None; `confidence_note` says why some or all have none.
     field_confidence: dict[str, float | None] = field(default_factory=dict)
     confidence_note: str | None = None
+    # Set when the embedding retriever failed and BM25 chose the chunks instead (ieflow.extraction).
+    retrieval_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         if not data["decided_by"]:
             del data["decided_by"]  # as traces were written before merges were traced
+        if data["retrieval_note"] is None:
+            del data["retrieval_note"]  # as traces were written before embedding retrieval
         return data

@@ -417,6 +417,8 @@ class _App:
         if path in ("/v1/chat/completions", "/chat/completions") and method == "POST":
             self.owner._stats.record_api_key(scope.get("headers", []))
             await self._chat(receive, send)
+        elif path in ("/v1/embeddings", "/embeddings") and method == "POST":
+            await self._embeddings(receive, send)
         elif path in ("/health", "/v1/health") and method == "GET":
             await _send_json(send, 200, {"status": "ok"})
         elif path == "/_fake/stats" and method == "GET":
@@ -472,6 +474,28 @@ class _App:
         except TimeoutError:
             return True
         return False
+
+    async def _embeddings(self, receive: Receive, send: Send) -> None:
+        """OpenAI's embeddings route: a hashed bag of words per input (`hashed_embedding`), so
+        texts that share words are near; faults (429/500) follow the plan as for chat."""
+        body = json.loads(await _read_body(receive) or b"{}")
+        self.owner._stats.record_request(body)
+        outcome, _ = self.owner._plan.next_outcome()
+        if outcome in ("429", "500"):
+            self.owner._stats.record_outcome(outcome)
+            await _send_json(send, int(outcome), _error(f"fake {outcome}", "server_error"))
+            return
+        inputs = body.get("input", [])
+        inputs = [inputs] if isinstance(inputs, str) else inputs
+        data = [
+            {"object": "embedding", "index": i, "embedding": hashed_embedding(text)}
+            for i, text in enumerate(inputs)
+        ]
+        self.owner._stats.record_outcome("ok")
+        usage = {"prompt_tokens": sum(len(t.split()) for t in inputs), "total_tokens": 0}
+        await _send_json(
+            send, 200, {"object": "list", "data": data, "model": body.get("model"), "usage": usage}
+        )
 
     async def _chat(self, receive: Receive, send: Send) -> None:
         try:
@@ -565,6 +589,18 @@ class _App:
                 "usage": usage,
             },
         )
+
+
+def hashed_embedding(text: str, size: int = 64) -> list[float]:
+    """A deterministic unit vector: counts of words cut to their first 5 letters (a crude stem, so
+    "governing" meets "governed") hashed into `size` buckets (crc32, stable across runs)."""
+    import zlib
+
+    vector = [0.0] * size
+    for word in re.findall(r"\w+", text.lower()):
+        vector[zlib.crc32(word[:5].encode()) % size] += 1.0
+    norm = sum(x * x for x in vector) ** 0.5 or 1.0
+    return [x / norm for x in vector]
 
 
 async def _read_body(receive: Receive) -> bytes:
