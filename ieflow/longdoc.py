@@ -265,7 +265,7 @@ class _Ranking:
         return sorted(chosen)
 
     def retrieve(self, program: ExtractionProgram, fields: list[str]) -> list[int]:
-        """Each field's top-k chunks, in text order; the first chunk when no query matches."""
+        """Each field's top-k chunks, in text order (a field no query matches reads the first)."""
         return sorted(set(self.ranked(program, fields, program.strategy.top_k))) or [0]
 
 
@@ -317,18 +317,21 @@ class ChunkRanker(_Ranking):
         self.retriever.index(tokens, show_progress=False)
 
     def ranked(self, program: ExtractionProgram, fields: list[str] | None, k: int) -> list[int]:
-        """Each field's top-k chunks that match its query at all, field by field, repeats kept."""
+        """Each field's top-k chunks that match its query at all (none: the first chunk), field by
+        field, repeats kept."""
         import bm25s
 
         k = min(k, len(self.chunks))
         ranked: list[int] = []
         for query in field_queries(program, fields):
             tokens = bm25s.tokenize([query], stopwords="en", stemmer=self.stemmer, show_progress=False)
-            if not tokens.vocab:
-                continue
-            ids, scores = self.retriever.retrieve(tokens, k=k, show_progress=False)
-            # A query that matches nothing still gets k chunks back, with score 0: skip those.
-            ranked.extend(int(i) for i, score in zip(ids[0], scores[0], strict=True) if score > 0)
+            hits: list[int] = []
+            if tokens.vocab:
+                ids, scores = self.retriever.retrieve(tokens, k=k, show_progress=False)
+                # A query that matches nothing still gets k chunks back, with score 0: skip those.
+                hits = [int(i) for i, score in zip(ids[0], scores[0], strict=True) if score > 0]
+            # A field no word of the document matches reads the head, where titles and parties are.
+            ranked.extend(hits or [0])
         return ranked
 
 

@@ -22,6 +22,7 @@ from ieflow.optimize.evaluator import ExampleResult
 from ieflow.optimize.facts import FieldFacts, field_facts, formats_from_facts
 from ieflow.optimize.lessons import Lesson, Verdict
 from ieflow.optimize.prompts import error_summary, failure_lines, instruction_messages
+from ieflow.optimize.retrieval import propose_strategy, retrieval_misses
 from ieflow.optimize.run_log import EditTried, MergeTried, Rejected, Skipped
 from ieflow.optimize.state import GEPAState
 from ieflow.optimize.strategies import (
@@ -36,6 +37,7 @@ from ieflow.optimize.strategies import (
     ParetoParentSelector,
 )
 from ieflow.program import DEMOS, FIELD_PREFIX, INSTRUCTION
+from ieflow.strategy import STRATEGY
 
 # -- the optimizer ---------------------------------------------------------------------------------
 
@@ -54,6 +56,9 @@ class GEPAConfig:
     max_idle_steps: int = 20
     temperature: float = 0.7
     propose_formats: bool = True  # try "copy as printed, convert in code" where the data supports it
+    # On long documents: when failing fields' answers were in no part read, first try reading more
+    # (a strategy edit, once per parent; see optimize/retrieval.py).
+    propose_strategy: bool = True
     check: ProposalCheck = field(default_factory=ProposalCheck)
 
 
@@ -105,12 +110,13 @@ class GEPA(Optimizer):
         batch = self.sampler.next(run.trainset, run.rng, run.state.minibatch)
         parent_results = run.evaluate(parent.program, batch)
         tried = run.state.tried_on(parent.program.hash)
-        component = self.chooser.choose(parent, parent_results, tried, run.rng)
+        proposal = self._strategy_proposal(parent, batch, parent_results, tried)
+        component = STRATEGY if proposal else self.chooser.choose(parent, parent_results, tried, run.rng)
         if component is None:
             run.emit(Skipped(parent=parent.index, reason="parent is perfect on the minibatch"))
             return
         tried[component] = tried.get(component, 0) + 1
-        proposal = self.propose(run, parent, component, batch, parent_results)
+        proposal = proposal or self.propose(run, parent, component, batch, parent_results)
         if isinstance(proposal, Rejection):
             run.emit(Rejected(parent=parent.index, component_name=component, reason=proposal.reason))
             return
@@ -133,6 +139,17 @@ class GEPA(Optimizer):
             run.add_candidate(proposal.program, [parent.index], component, proposal.summary)
 
     # -- proposals --------------------------------------------------------------------------------
+
+    def _strategy_proposal(
+        self, parent: Candidate, batch: list[Example], results: list[ExampleResult], tried: dict[str, int]
+    ) -> Proposal | Rejection | None:
+        """A strategy edit when failing fields' answers were never read, tried once per parent; None
+        when there is no such failure (always on documents that fit: no random draw is spent, so
+        runs on short documents are unchanged)."""
+        if not self.config.propose_strategy or tried.get(STRATEGY):
+            return None
+        misses = retrieval_misses(parent.program, batch, results)
+        return propose_strategy(parent.program, misses) if misses else None
 
     def propose(
         self,
