@@ -58,6 +58,17 @@ def failing(doc_id: str, fields: dict[str, float]) -> ExampleResult:
     return ExampleResult(doc_id, 0.5, fields, [], None, None, 0, 0, 0.0, 0.0)
 
 
+def reading_gepa(tmp_path, max_steps: int) -> GEPA:
+    """GEPA with the careful reader as student and a reflection model whose rules change nothing."""
+    return GEPA(
+        GEPAConfig(minibatch_size=3, merge_every=0, max_steps=max_steps),
+        run_dir=tmp_path / "run",
+        reflection_model=ScriptedLM(lambda m, p: "Read carefully.", "scripted/reflector"),
+        student_client=ScriptedLM(reader),
+        seed=1,
+    )
+
+
 def test_a_failing_field_whose_answer_was_not_read_is_a_retrieval_miss_and_one_that_was_read_is_not() -> None:
     [example] = examples(1)
     head_only = program(kind="truncate")
@@ -87,14 +98,9 @@ def test_the_edit_reads_more_and_says_what_was_missed() -> None:
 
 def test_gepa_reads_the_answer_it_missed_and_its_cost_is_measured(tmp_path) -> None:
     train, val = examples(6), examples(4, offset=20)
-    optimizer = GEPA(
-        GEPAConfig(minibatch_size=3, merge_every=0, max_steps=2),
-        run_dir=tmp_path / "run",
-        reflection_model=ScriptedLM(lambda m, p: "Read carefully.", "scripted/reflector"),
-        student_client=ScriptedLM(reader),
-        seed=1,
+    result = reading_gepa(tmp_path, max_steps=2).compile(
+        program(kind="truncate"), train, val, Budget(max_metric_calls=60)
     )
-    result = optimizer.compile(program(kind="truncate"), train, val, Budget(max_metric_calls=60))
     best = result.candidates[result.best_index]
     assert best.changed_component == STRATEGY and result.best_program.strategy.kind == "select"
     assert result.best_score > result.seed_score
@@ -108,12 +114,7 @@ def test_short_documents_never_get_a_strategy_edit(tmp_path) -> None:
         Example(f"s{i}", f"Governed by the laws of the State of {LAWS[i % 4]}.", e.gold)
         for i, e in enumerate(examples(6))
     ]
-    optimizer = GEPA(
-        GEPAConfig(minibatch_size=3, merge_every=0, max_steps=3),
-        run_dir=tmp_path / "run",
-        reflection_model=ScriptedLM(lambda m, p: "Read carefully.", "scripted/reflector"),
-        student_client=ScriptedLM(reader),
-        seed=1,
+    result = reading_gepa(tmp_path, max_steps=3).compile(
+        program(kind="truncate"), short[:4], short[4:], Budget(max_metric_calls=30)
     )
-    result = optimizer.compile(program(kind="truncate"), short[:4], short[4:], Budget(max_metric_calls=30))
     assert all(c.changed_component != STRATEGY for c in result.candidates)
