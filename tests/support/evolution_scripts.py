@@ -17,7 +17,9 @@ def evo_proposer(messages: list[dict], params: dict) -> str:
         return f"Extract every field of the document as JSON, version {seed % 1000}."
     if prompt.startswith("Cross over"):
         first = prompt.split('Instruction 1: "')[1].split('"')[0]
-        return first if "day-first" in first else f"Extract each field exactly as printed, mix {seed % 1000}."
+        if "day-first" in first:
+            return f"{first} Check every field, pass {seed % 1000}."
+        return f"Extract each field exactly as printed, mix {seed % 1000}."
     if prompt.startswith("Mutate the instruction"):
         return DAY_FIRST_RULE if (seed // 10) % 2 == 1 else f"Read each field with care, try {seed % 10_000}."
     if prompt.startswith("Which parts"):
@@ -25,7 +27,9 @@ def evo_proposer(messages: list[dict], params: dict) -> str:
     if prompt.startswith("Rewrite each of these phrases"):
         return "dates are printed day-first; write dates as YYYY-MM-DD"
     if prompt.startswith("Work these phrases"):
-        return DAY_FIRST_RULE if "day-first" in prompt else f"Extract the fields, merged {seed % 1000}."
+        if "day-first" in prompt:
+            return f"{DAY_FIRST_RULE} Keep each field as printed, merge {seed % 1000}."
+        return f"Extract the fields, merged {seed % 1000}."
     return f"Extract the fields as printed, reply {seed % 1000}."
 
 
