@@ -140,3 +140,13 @@ def test_state_round_trips_and_bad_configs_are_refused() -> None:
         EvoPromptState.from_v1({})
     with pytest.raises(ValueError, match="variant must be 'ga' or 'de'"):
         EvoPromptConfig("pso")  # type: ignore[arg-type]
+
+
+def test_the_registry_reaches_both_variants_with_their_defaults(tmp_path: Path) -> None:
+    """What `ieflow optimize --optimizer evoprompt | evoprompt-de` and the benchmark build."""
+    from ieflow.optimize import make_optimizer
+
+    ga = make_optimizer("evoprompt", run_dir=tmp_path / "ga", reflection_model=ScriptedLM(evo_proposer))
+    de = make_optimizer("evoprompt-de", run_dir=tmp_path / "de", reflection_model=ScriptedLM(evo_proposer))
+    assert isinstance(ga, EvoPrompt) and ga.config.variant == "ga" and ga.name == "evoprompt"
+    assert isinstance(de, EvoPrompt) and de.config.variant == "de" and de.name == "evoprompt-de"
