@@ -31,7 +31,9 @@ from tests.test_optimizers import clear_stop, data, make
 
 FIXTURES = Path(__file__).parent / "fixtures" / "checkpoints_v1"
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks" / "results"
-NAMES = sorted(OPTIMIZERS)
+# The optimizers that existed while checkpoints were version 1; later ones never wrote one (their
+# `from_v1` refuses, tested with each of them).
+NAMES = ["ape", "bootstrap", "gepa", "mipro", "opro", "simba"]
 
 
 def _runner(name: str, run_dir: Path, steps: int | None = None):

@@ -17,14 +17,17 @@ from ieflow.optimize import Budget, Optimizer, make_optimizer
 from ieflow.optimize.ape import APE, APEConfig
 from ieflow.optimize.bootstrap import BootstrapConfig, BootstrapFewShot
 from ieflow.optimize.evaluator import ExampleResult
+from ieflow.optimize.evoprompt import EvoPrompt, EvoPromptConfig, EvoPromptDE
 from ieflow.optimize.facts import data_summary, values_at
 from ieflow.optimize.mipro import MIPROConfig, MIPROv2
 from ieflow.optimize.opro import OPRO, OPROConfig
+from ieflow.optimize.promptbreeder import PromptBreeder, PromptBreederConfig
 from ieflow.optimize.prompts import error_summary
 from ieflow.optimize.registry import OPTIMIZERS
 from ieflow.optimize.simba import SIMBA, SIMBAConfig, hardest, variants
 from ieflow.program import ExtractionProgram, Trace
 from ieflow.scoring import Scorer
+from tests.support.evolution_scripts import breeder_proposer, evo_proposer
 from tests.support.scripted_lm import ScriptedLM
 from tests.test_gepa import make_examples, seed_program
 
@@ -119,6 +122,9 @@ CONFIGS: dict[str, Callable[[int | None], Any]] = {
     "bootstrap": lambda steps: BootstrapConfig(num_candidates=5, max_steps=steps),
     "opro": lambda steps: OPROConfig(score_size=4, max_steps=steps),
     "ape": lambda steps: APEConfig(num_candidates=3, minibatch_size=4, max_steps=steps),
+    "evoprompt": lambda steps: EvoPromptConfig(population_size=4, subset_size=4, max_steps=steps),
+    "evoprompt-de": lambda steps: EvoPromptConfig("de", population_size=4, subset_size=4, max_steps=steps),
+    "promptbreeder": lambda steps: PromptBreederConfig(population_size=4, subset_size=4, max_steps=steps),
 }
 CLASSES: dict[str, type[Optimizer]] = {
     "mipro": MIPROv2,
@@ -126,6 +132,9 @@ CLASSES: dict[str, type[Optimizer]] = {
     "bootstrap": BootstrapFewShot,
     "opro": OPRO,
     "ape": APE,
+    "evoprompt": EvoPrompt,
+    "evoprompt-de": EvoPromptDE,
+    "promptbreeder": PromptBreeder,
 }
 # The student and proposal model for which each optimizer can find the fix.
 TASKS: dict[str, tuple[Callable, Callable]] = {
@@ -134,6 +143,9 @@ TASKS: dict[str, tuple[Callable, Callable]] = {
     "bootstrap": (picky_student, stubborn),
     "opro": (rule_student, history_proposer),
     "ape": (rule_student, inducing_proposer),
+    "evoprompt": (rule_student, evo_proposer),
+    "evoprompt-de": (rule_student, evo_proposer),
+    "promptbreeder": (rule_student, breeder_proposer),
 }
 
 
@@ -257,7 +269,10 @@ def test_finished_run_compiles_to_the_same_result(tmp_path: Path) -> None:
 
 
 def test_make_optimizer_knows_every_name(tmp_path: Path) -> None:
-    assert set(OPTIMIZERS) == {"gepa", "mipro", "simba", "bootstrap", "opro", "ape"}
+    assert set(OPTIMIZERS) == {
+        *("gepa", "mipro", "simba", "bootstrap", "opro", "ape"),
+        *("evoprompt", "evoprompt-de", "promptbreeder"),
+    }
     for name in OPTIMIZERS:
         optimizer = make_optimizer(name, run_dir=tmp_path / name, reflection_model=ScriptedLM(stubborn))
         assert isinstance(optimizer, Optimizer) and optimizer.name == name

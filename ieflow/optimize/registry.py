@@ -2,9 +2,11 @@
 
 from ieflow.optimize.ape import APE
 from ieflow.optimize.bootstrap import BootstrapFewShot
+from ieflow.optimize.evoprompt import EvoPrompt, EvoPromptDE
 from ieflow.optimize.gepa import GEPA
 from ieflow.optimize.mipro import MIPROv2
 from ieflow.optimize.opro import OPRO
+from ieflow.optimize.promptbreeder import PromptBreeder
 from ieflow.optimize.simba import SIMBA
 
 OPTIMIZERS: dict[str, type] = {
@@ -14,4 +16,7 @@ OPTIMIZERS: dict[str, type] = {
     "bootstrap": BootstrapFewShot,
     "opro": OPRO,
     "ape": APE,
+    "evoprompt": EvoPrompt,
+    "evoprompt-de": EvoPromptDE,
+    "promptbreeder": PromptBreeder,
 }
