@@ -23,6 +23,7 @@ from ieflow.optimize.opro import OPRO, OPROConfig
 from ieflow.optimize.prompts import error_summary
 from ieflow.optimize.registry import OPTIMIZERS
 from ieflow.optimize.simba import SIMBA, SIMBAConfig, hardest, variants
+from ieflow.optimize.textgrad import TextGrad, TextGradConfig
 from ieflow.program import ExtractionProgram, Trace
 from ieflow.scoring import Scorer
 from tests.support.scripted_lm import ScriptedLM
@@ -107,6 +108,19 @@ def rule_reflector(messages: list[dict], params: dict) -> str:
     return "Copy the value exactly as printed."
 
 
+def critiquing_proposer(messages: list[dict], params: dict) -> str:
+    """TextGrad: critiques say the day and month are swapped; the date description's rewrite holds the
+    fix only once an earlier critique of it is shown (momentum); no format is chosen."""
+    prompt = messages[-1]["content"]
+    if messages[0]["content"].startswith("You review"):
+        return "The model reads day and month the wrong way round; the documents print the day first."
+    if "Reply with exactly one of" in prompt:
+        return "none"
+    if 'field "date"' in prompt and "Earlier critiques of this variable" in prompt:
+        return FIX
+    return "Read each value carefully as it is printed in the document."
+
+
 def stubborn(messages: list[dict], params: dict) -> str:
     return f"Read the field carefully from the document, attempt {params.get('seed', 0)}."
 
@@ -119,6 +133,7 @@ CONFIGS: dict[str, Callable[[int | None], Any]] = {
     "bootstrap": lambda steps: BootstrapConfig(num_candidates=5, max_steps=steps),
     "opro": lambda steps: OPROConfig(score_size=4, max_steps=steps),
     "ape": lambda steps: APEConfig(num_candidates=3, minibatch_size=4, max_steps=steps),
+    "textgrad": lambda steps: TextGradConfig(minibatch_size=3, max_steps=steps),
 }
 CLASSES: dict[str, type[Optimizer]] = {
     "mipro": MIPROv2,
@@ -126,6 +141,7 @@ CLASSES: dict[str, type[Optimizer]] = {
     "bootstrap": BootstrapFewShot,
     "opro": OPRO,
     "ape": APE,
+    "textgrad": TextGrad,
 }
 # The student and proposal model for which each optimizer can find the fix.
 TASKS: dict[str, tuple[Callable, Callable]] = {
@@ -134,6 +150,7 @@ TASKS: dict[str, tuple[Callable, Callable]] = {
     "bootstrap": (picky_student, stubborn),
     "opro": (rule_student, history_proposer),
     "ape": (rule_student, inducing_proposer),
+    "textgrad": (rule_student, critiquing_proposer),
 }
 
 
@@ -257,7 +274,7 @@ def test_finished_run_compiles_to_the_same_result(tmp_path: Path) -> None:
 
 
 def test_make_optimizer_knows_every_name(tmp_path: Path) -> None:
-    assert set(OPTIMIZERS) == {"gepa", "mipro", "simba", "bootstrap", "opro", "ape"}
+    assert set(OPTIMIZERS) == {"gepa", "mipro", "simba", "bootstrap", "opro", "ape", "textgrad"}
     for name in OPTIMIZERS:
         optimizer = make_optimizer(name, run_dir=tmp_path / name, reflection_model=ScriptedLM(stubborn))
         assert isinstance(optimizer, Optimizer) and optimizer.name == name
