@@ -215,3 +215,48 @@ def test_registry_builds_it_with_defaults(tmp_path: Path) -> None:
         "textgrad", run_dir=tmp_path / "run", reflection_model=ScriptedLM(critiquing_proposer)
     )
     assert isinstance(optimizer, TextGrad) and optimizer.settings()["momentum"] == 2
+
+
+# -- the command -------------------------------------------------------------------------------------
+
+
+def test_the_optimize_command_accepts_textgrad(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from ieflow_cli import main as cli
+    from ieflow_flows import optimize as optimize_flow
+
+    seen: list[object] = []
+    monkeypatch.setattr(optimize_flow, "optimize", lambda params: seen.append(params) or {})
+    result = CliRunner().invoke(cli.app, ["optimize", "--optimizer", "textgrad", "--output-dir", "o"])
+    assert result.exit_code == 0, result.output
+    assert seen.pop().optimizer == "textgrad"  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_ieflow_optimize_runs_textgrad_against_a_model_server(
+    prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from ieflow.program import ExtractionProgram
+    from ieflow_cli import main as cli
+    from ieflow_testing.fake_server import FakeLMServer
+    from tests.support.receipts import fake_models
+    from tests.test_optimize_flow import write_dataset
+
+    write_dataset(tmp_path / "data", make_examples(16))
+    with FakeLMServer(answer=fake_models) as server:
+        monkeypatch.setenv("OPENAI_API_BASE", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "fake-key")
+        args = ["optimize", "--dataset", str(tmp_path / "data"), "--optimizer", "textgrad"]
+        args += ["--student-model", server.model_name("student")]
+        args += ["--reflection-model", server.model_name("reflector"), "--max-metric-calls", "60"]
+        args += ["--output-dir", str(tmp_path / "run"), "--no-progress"]
+        result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    program = ExtractionProgram.load(tmp_path / "run" / "program.json")
+    assert program.metadata["optimizer"] == "textgrad"
+    assert "day-first" in program.components["field:date"]
+    history = json.loads((tmp_path / "run" / "textgrad" / "result.json").read_text())["history"]
+    assert any(h["event"] == "gradient" for h in history)
