@@ -14,6 +14,8 @@ record. Meant for the records the model was unsure of (`needs_revision`).
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -121,7 +123,30 @@ def revise_record(
     max_tokens: int = 1500,
 ) -> Revision:
     """Critique `record` against the document `text`, revise it, keep the revision only when it is
-    schema-valid and grounded. Never raises for model failures: they are the `reason`."""
+    schema-valid and grounded. Never raises for model failures: they are the `reason`.
+
+    Sync entry point of `arevise_record`; safe to call from inside a running event loop."""
+    coroutine = arevise_record(
+        program, text, record, client, page_offsets=page_offsets, max_tokens=max_tokens
+    )
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+async def arevise_record(
+    program: ExtractionProgram,
+    text: str,
+    record: dict[str, Any],
+    client: LMClient,
+    *,
+    page_offsets: list[int] | None = None,
+    max_tokens: int = 1500,
+) -> Revision:
+    """Async twin of `revise_record` (the batch run's model calls share one event loop)."""
     spent = _Spent()
     document, _ = document_view(program, text, max_tokens)
     shown = render_record(record, program.formats, document)
@@ -130,7 +155,7 @@ def revise_record(
         return Revision(record, False, reason, critique, proposed, **vars(spent))
 
     try:
-        response = client.complete(critique_messages(program, document, shown), **program.model_params)
+        response = await client.acomplete(critique_messages(program, document, shown), **program.model_params)
     except LMError as exc:
         return unchanged(f"critique failed: {exc.reason}")
     spent.add(response)
@@ -139,7 +164,9 @@ def revise_record(
         return unchanged(NOTHING_TO_FIX, critique)
     messages = revise_messages(program, document, shown, critique)
     try:
-        answer = client.complete_json(messages, program.response_schema(document), **program.model_params)
+        answer = await client.acomplete_json(
+            messages, program.response_schema(document), **program.model_params
+        )
     except StructuredOutputError as exc:
         for extra in exc.responses:
             spent.add(extra)
@@ -177,4 +204,4 @@ def check_revision(
     return KEPT
 
 
-__all__ = ["Revision", "check_revision", "needs_revision", "revise_record"]
+__all__ = ["Revision", "arevise_record", "check_revision", "needs_revision", "revise_record"]
