@@ -3,13 +3,18 @@ and revised; the revision is kept only when schema-valid and grounded, and its c
 
 from __future__ import annotations
 
+import copy
 import json
+from pathlib import Path
 
+import polars as pl
 import pytest
 
+from ieflow.batch.plan import ReviewPolicy
 from ieflow.program import ExtractionProgram
 from ieflow.textgrad_revise import CRITIC_SYSTEM, needs_revision, revise_record
 from ieflow.trace import Trace
+from ieflow_testing.fake_server import FakeLMServer, piece_logprobs
 from tests.support.receipts import SCHEMA, make_examples
 from tests.support.scripted_lm import ScriptedLM
 
@@ -84,3 +89,59 @@ def test_only_records_with_a_low_confidence_value_need_revision(
     confidence: dict[str, float | None], expected: bool
 ) -> None:
     assert needs_revision(Trace(field_confidence=confidence), below=0.5) is expected
+
+
+# -- in the batch run (`ieflow extract --revise-below`) ------------------------------------------------
+
+WRONG_TOTAL = 7.77
+
+
+def batch_answer(body: dict) -> object:
+    """Purchase orders: a marked document gets a wrong total at first; the critique names it; the
+    revision is the gold record, or (INVENT) the gold record with a purchase-order number printed
+    nowhere."""
+    from tests.test_batch import GOLD, user_text
+
+    if body["messages"][0]["content"] == CRITIC_SYSTEM:
+        return "total: the document prints another amount."
+    text = user_text(body)
+    doc = next(d for d in GOLD if f"[{d}]" in text)
+    record = copy.deepcopy(GOLD[doc]["record"])
+    revising = "A reviewer found these problems" in text
+    if not revising and ("WRONG-TOTAL" in text or "INVENT" in text):
+        record["total"] = WRONG_TOTAL
+    if revising and "INVENT" in text:
+        record["po_number"] = "ZQ-4410-XW"
+    return record
+
+
+def doubtful_77(text: str) -> list[tuple[str, float]]:
+    """Every token certain but the "77" of the wrong total."""
+    return [(piece, -3.0 if piece == "77" else -0.01) for piece, _ in piece_logprobs(text)]
+
+
+def test_the_batch_run_revises_low_confidence_records_and_shows_the_cost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ieflow.batch import run_batch
+    from tests.test_batch import GOLD, KEY_ENV, make_documents, program, settings
+
+    monkeypatch.setenv(KEY_ENV, "fake")
+    docs = make_documents(
+        tmp_path / "docs.parquet", {"po-1001": "WRONG-TOTAL", "po-1002": "", "po-1003": "INVENT"}
+    )
+    with FakeLMServer(answer=batch_answer) as server:
+        server.token_logprobs = doubtful_77
+        conf = settings(tmp_path / "out", server, revise_below=0.5, review=ReviewPolicy("never", None))
+        summary = run_batch(docs, program(server), conf)
+    records = {r["doc_id"]: r for r in pl.read_parquet(tmp_path / "out" / "records").iter_rows(named=True)}
+    fixed, plain, invented = records["po-1001"], records["po-1002"], records["po-1003"]
+    assert fixed["total"] == GOLD["po-1001"]["record"]["total"] and fixed["revised"] is True
+    assert fixed["revise_reason"] == "kept" and fixed["revise_calls"] == 2 and fixed["revise_tokens"] > 0
+    assert plain["revised"] is None and plain["revise_calls"] is None  # confident: not revised
+    assert invented["revised"] is False and invented["revise_reason"].startswith("ungrounded: po_number")
+    assert (
+        invented["total"] == WRONG_TOTAL and invented["po_number"] == GOLD["po-1003"]["record"]["po_number"]
+    )
+    assert summary["n_revised"] == 1 and summary["revise_calls"] == 4
+    assert summary["revise_tokens"] == fixed["revise_tokens"] + invented["revise_tokens"]
