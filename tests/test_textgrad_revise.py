@@ -145,3 +145,38 @@ def test_the_batch_run_revises_low_confidence_records_and_shows_the_cost(
     )
     assert summary["n_revised"] == 1 and summary["revise_calls"] == 4
     assert summary["revise_tokens"] == fixed["revise_tokens"] + invented["revise_tokens"]
+
+
+def test_the_extract_command_passes_the_bound_to_the_batch_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+    from typer.testing import CliRunner
+
+    from ieflow_cli import main as cli
+    from ieflow_flows import extract as extract_flow
+
+    seen: list[object] = []
+    monkeypatch.setattr(extract_flow, "extract", lambda params: seen.append(params) or {})
+    args = ["extract", "docs.parquet", "--program", "p.json", "--output-dir", "out", "--revise-below", "0.4"]
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    assert seen.pop().settings().revise_below == 0.4  # type: ignore[attr-defined]
+    params = extract_flow.ExtractParams(documents="d", program="p", output_dir="o")
+    assert params.settings().revise_below is None  # off unless asked for
+    with pytest.raises(ValidationError, match="revise_below"):
+        extract_flow.ExtractParams(documents="d", program="p", output_dir="o", revise_below=2)
+
+
+def test_a_bound_outside_0_1_is_one_error_line_and_exit_status_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from ieflow_cli import main as cli
+
+    args = ["extract", "docs.parquet", "--program", "p.json", "--output-dir", "out", "--revise-below", "2"]
+    monkeypatch.setattr(sys, "argv", ["ieflow", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1 and "revise_below" in err
