@@ -127,6 +127,11 @@ def extract(
     min_grounded_share: float = typer.Option(
         None, help="great-expectations: per field, at least this share of values found (default 0.8)."
     ),
+    revise_below: float = typer.Option(
+        None,
+        help="Critique and revise a record whose least confident value is below this (2 more model "
+        "calls; kept only if schema-valid and grounded; cost in the revise_* columns).",
+    ),
     progress: bool = typer.Option(
         None, "--progress/--no-progress", help="Progress bars on stderr (default: on a terminal)."
     ),
@@ -198,7 +203,7 @@ def optimize(
     dataset: str = typer.Option(None, help="Labelled folder: schema.json, labels.jsonl, documents/."),
     optimizer: str = typer.Option(
         None,
-        help="gepa (default), mipro, simba, bootstrap, opro, ape, "
+        help="gepa (default), mipro, simba, bootstrap, opro, ape, textgrad, "
         "evoprompt (GA), evoprompt-de (DE) or promptbreeder.",
     ),
     max_metric_calls: int = typer.Option(

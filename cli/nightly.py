@@ -29,7 +29,7 @@ def nightly_command(
     max_cost_increase: float = typer.Option(None, help="Largest serving-cost growth allowed."),
     optimizer: str = typer.Option(
         None,
-        help="gepa (default), mipro, simba, bootstrap, opro, ape, "
+        help="gepa (default), mipro, simba, bootstrap, opro, ape, textgrad, "
         "evoprompt (GA), evoprompt-de (DE) or promptbreeder.",
     ),
     max_metric_calls: int = typer.Option(None, help="Optimizer budget per program."),

@@ -98,6 +98,14 @@ class ExtractParams(BaseModel):
         "field's values found in their documents (None: no check).",
     )
 
+    revise_below: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Critique and revise (TextGrad) a record whose least confident value is below this; "
+        "the revision is kept only when schema-valid and grounded (None: off).",
+    )
+
     def settings(self) -> BatchSettings:
         return BatchSettings(
             output_dir=self.output_dir,
@@ -109,6 +117,7 @@ class ExtractParams(BaseModel):
             use_lm_cache=self.use_lm_cache,
             review=ReviewPolicy(self.review_when_not_found, self.review_below_confidence),
             min_grounded_share=self.min_grounded_share,
+            revise_below=self.revise_below,
         )
 
     def runner(self) -> Any:

@@ -26,7 +26,16 @@ from ieflow_tasks.optimize import evaluate_as_task, score_program
 from ieflow_tasks.secrets import preflight, resolve_api_key
 
 OptimizerName = Literal[
-    "gepa", "mipro", "simba", "bootstrap", "opro", "ape", "evoprompt", "evoprompt-de", "promptbreeder"
+    "gepa",
+    "mipro",
+    "simba",
+    "bootstrap",
+    "opro",
+    "ape",
+    "textgrad",
+    "evoprompt",
+    "evoprompt-de",
+    "promptbreeder",
 ]
 
 

@@ -25,6 +25,7 @@ from ieflow.optimize.promptbreeder import PromptBreeder, PromptBreederConfig
 from ieflow.optimize.prompts import error_summary
 from ieflow.optimize.registry import OPTIMIZERS
 from ieflow.optimize.simba import SIMBA, SIMBAConfig, hardest, variants
+from ieflow.optimize.textgrad import TextGrad, TextGradConfig
 from ieflow.program import ExtractionProgram, Trace
 from ieflow.scoring import Scorer
 from tests.support.evolution_scripts import breeder_proposer, evo_proposer
@@ -110,6 +111,19 @@ def rule_reflector(messages: list[dict], params: dict) -> str:
     return "Copy the value exactly as printed."
 
 
+def critiquing_proposer(messages: list[dict], params: dict) -> str:
+    """TextGrad: critiques say the day and month are swapped; the date description's rewrite holds the
+    fix only once an earlier critique of it is shown (momentum); no format is chosen."""
+    prompt = messages[-1]["content"]
+    if messages[0]["content"].startswith("You review"):
+        return "The model reads day and month the wrong way round; the documents print the day first."
+    if "Reply with exactly one of" in prompt:
+        return "none"
+    if 'field "date"' in prompt and "Earlier critiques of this variable" in prompt:
+        return FIX
+    return "Read each value carefully as it is printed in the document."
+
+
 def stubborn(messages: list[dict], params: dict) -> str:
     return f"Read the field carefully from the document, attempt {params.get('seed', 0)}."
 
@@ -125,6 +139,7 @@ CONFIGS: dict[str, Callable[[int | None], Any]] = {
     "evoprompt": lambda steps: EvoPromptConfig(population_size=4, subset_size=4, max_steps=steps),
     "evoprompt-de": lambda steps: EvoPromptConfig("de", population_size=4, subset_size=4, max_steps=steps),
     "promptbreeder": lambda steps: PromptBreederConfig(population_size=4, subset_size=4, max_steps=steps),
+    "textgrad": lambda steps: TextGradConfig(minibatch_size=3, max_steps=steps),
 }
 CLASSES: dict[str, type[Optimizer]] = {
     "mipro": MIPROv2,
@@ -135,6 +150,7 @@ CLASSES: dict[str, type[Optimizer]] = {
     "evoprompt": EvoPrompt,
     "evoprompt-de": EvoPromptDE,
     "promptbreeder": PromptBreeder,
+    "textgrad": TextGrad,
 }
 # The student and proposal model for which each optimizer can find the fix.
 TASKS: dict[str, tuple[Callable, Callable]] = {
@@ -146,6 +162,7 @@ TASKS: dict[str, tuple[Callable, Callable]] = {
     "evoprompt": (rule_student, evo_proposer),
     "evoprompt-de": (rule_student, evo_proposer),
     "promptbreeder": (rule_student, breeder_proposer),
+    "textgrad": (rule_student, critiquing_proposer),
 }
 
 
@@ -271,7 +288,7 @@ def test_finished_run_compiles_to_the_same_result(tmp_path: Path) -> None:
 def test_make_optimizer_knows_every_name(tmp_path: Path) -> None:
     assert set(OPTIMIZERS) == {
         *("gepa", "mipro", "simba", "bootstrap", "opro", "ape"),
-        *("evoprompt", "evoprompt-de", "promptbreeder"),
+        *("evoprompt", "evoprompt-de", "promptbreeder", "textgrad"),
     }
     for name in OPTIMIZERS:
         optimizer = make_optimizer(name, run_dir=tmp_path / name, reflection_model=ScriptedLM(stubborn))

@@ -102,6 +102,8 @@ def commit_shard(
         "grounding": {"counted": grounding.counted, "grounded": grounding.grounded},
         "grounding_failed": grounding.failed,
         **{k: sum(getattr(o, k) or 0 for o in outcomes) for k in USAGE_FIELDS},
+        **{k: sum(getattr(o, k) or 0 for o in outcomes) for k in ("revise_calls", "revise_tokens")},
+        "n_revised": sum(bool(o.revised) for o in outcomes),
         "resumed_documents": resumed,
         "seconds": round(time.perf_counter() - started, 3),
     }
@@ -202,6 +204,9 @@ _SUMMED = (
     "completion_tokens",
     "cost_usd",
     "calls",
+    "revise_calls",
+    "revise_tokens",
+    "n_revised",
 )
 
 

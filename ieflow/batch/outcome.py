@@ -20,6 +20,9 @@ from ieflow.grounding import Evidence
 
 QUARANTINE_REASONS = ("validation_failed", "parse_error", "lm_error", "document_error", "prompt_leak")
 USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "cost_usd", "model_s", "wall_s", "calls")
+# The critique-and-revise pass (`BatchSettings.revise_below`): whether its revision was kept, why,
+# and what it cost on top of the extraction's own usage (all None: not tried).
+REVISION_FIELDS = ("revised", "revise_reason", "revise_calls", "revise_tokens", "revise_cost_usd")
 
 
 class OutcomeKind(StrEnum):
@@ -61,6 +64,11 @@ class Outcome:
     grounding_error: str | None = None  # grounding raised: the record is kept, without evidence
     field_confidence: dict[str, float | None] = field(default_factory=dict)  # leaf path -> 0-1
     confidence_note: str | None = None  # why a confidence is missing
+    revised: bool | None = None
+    revise_reason: str | None = None
+    revise_calls: int | None = None
+    revise_tokens: int | None = None
+    revise_cost_usd: float | None = None
 
     @classmethod
     def from_extraction(cls, doc_id: str, record: Any, trace: Any) -> Outcome:

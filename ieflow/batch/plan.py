@@ -44,6 +44,9 @@ class BatchSettings:
     grounding: GroundingLimits = field(default_factory=GroundingLimits)  # most cost per document
     review: ReviewPolicy = field(default_factory=ReviewPolicy)  # which valid records go to review/
     min_grounded_share: float | None = 0.8  # per field, checked by great-expectations; None: off
+    # TextGrad's critique-and-revise pass (ieflow.textgrad_revise) for a record whose least
+    # confident value is below this; None: off
+    revise_below: float | None = None
 
 
 @dataclass(frozen=True)

@@ -20,15 +20,17 @@ from typing import Any, TypeVar
 from ieflow import storage
 from ieflow.batch.evidence import PendingDocument, ground_outcome, pending_document
 from ieflow.batch.finish import commit_shard
-from ieflow.batch.outcome import Outcome
+from ieflow.batch.outcome import Outcome, OutcomeKind
 from ieflow.batch.plan import BatchSettings, Shard, read_documents, shard_done, staging_dir, stats_url
 from ieflow.batch.progress import ProgressMeter
 from ieflow.batch.write import Stager, load_staged
 from ieflow.extraction import aextract
+from ieflow.grounding import leaf_values
 from ieflow.lm import LMClient
 from ieflow.lm.pool import ClientSpec, shared_client
 from ieflow.program import ExtractionProgram
 from ieflow.secrets import ApiKey, env_api_key
+from ieflow.textgrad_revise import arevise_record, needs_revision
 
 T = TypeVar("T")
 
@@ -194,6 +196,9 @@ async def _extract_one(
     try:
         record, trace = await aextract(program, doc.text, client)
         outcome = Outcome.from_extraction(doc.doc_id, record, trace)
+        below = settings.revise_below
+        if below is not None and outcome.kind is OutcomeKind.OK and needs_revision(trace, below):
+            outcome = await _revised(program, client, doc, outcome)
     except Exception as exc:  # aextract returns model failures; anything else is a bug,
         # which a retry would repeat: quarantine the document instead of failing the shard
         outcome = Outcome.unexpected(doc.doc_id, exc)
@@ -204,4 +209,28 @@ async def _extract_one(
         wall_s=round(time.perf_counter() - started, 4),
         source_uri=doc.source_uri,
         file_name=doc.file_name,
+    )
+
+
+async def _revised(
+    program: ExtractionProgram, client: LMClient, doc: PendingDocument, outcome: Outcome
+) -> Outcome:
+    """The outcome after TextGrad's critique-and-revise pass, with what the pass cost. A value the
+    revision changed loses its confidence: the model's log-probabilities were of the old answer."""
+    revision = await arevise_record(program, doc.text, outcome.value, client, page_offsets=doc.page_offsets)
+    confidence = outcome.field_confidence
+    if revision.revised:
+        before = {path: value for path, _, value in leaf_values(outcome.value, program.schema)}
+        after = {path: value for path, _, value in leaf_values(revision.record, program.schema)}
+        confidence = {p: (None if before.get(p) != after.get(p) else c) for p, c in confidence.items()}
+        confidence.update({p: None for p in after if p not in confidence})
+    return replace(
+        outcome,
+        value=revision.record,
+        field_confidence=confidence,
+        revised=revision.revised,
+        revise_reason=revision.reason,
+        revise_calls=revision.calls,
+        revise_tokens=revision.tokens,
+        revise_cost_usd=revision.cost_usd,
     )

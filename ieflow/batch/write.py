@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from ieflow import storage
-from ieflow.batch.outcome import USAGE_FIELDS, Outcome, Quarantined
+from ieflow.batch.outcome import REVISION_FIELDS, USAGE_FIELDS, Outcome, Quarantined
 from ieflow.program import ExtractionProgram
 from ieflow.schema import kind_of, resolve, top_level_fields, types_of
 
@@ -80,6 +80,13 @@ USAGE_COLUMNS = {
     "model": pl.String,
     "status": pl.String,
 }
+REVISION_COLUMNS = {
+    "revised": pl.Boolean,
+    "revise_reason": pl.String,
+    "revise_calls": pl.Int64,
+    "revise_tokens": pl.Int64,
+    "revise_cost_usd": pl.Float64,
+}
 SOURCE_COLUMNS = {"doc_id": pl.String, "source_uri": pl.String, "file_name": pl.String}
 QUARANTINE_COLUMNS = {
     **SOURCE_COLUMNS,
@@ -90,6 +97,7 @@ QUARANTINE_COLUMNS = {
     "raw": pl.String,
     "record_json": pl.String,
     **USAGE_COLUMNS,
+    **REVISION_COLUMNS,
 }
 
 
@@ -148,7 +156,7 @@ def coerce_record(schema: dict[str, Any], value: Any) -> tuple[dict[str, Any] | 
 
 
 def _usage(outcome: Outcome) -> dict[str, Any]:
-    return {name: getattr(outcome, name) for name in USAGE_FIELDS}
+    return {name: getattr(outcome, name) for name in (*USAGE_FIELDS, *REVISION_FIELDS)}
 
 
 def records_frame(
@@ -163,6 +171,7 @@ def records_frame(
         "program_hash": pl.String,
         **fields,
         **USAGE_COLUMNS,
+        **REVISION_COLUMNS,
         "needs_review": pl.Boolean,
     }
     data = [

@@ -8,6 +8,7 @@ from ieflow.optimize.mipro import MIPROv2
 from ieflow.optimize.opro import OPRO
 from ieflow.optimize.promptbreeder import PromptBreeder
 from ieflow.optimize.simba import SIMBA
+from ieflow.optimize.textgrad import TextGrad
 
 OPTIMIZERS: dict[str, type] = {
     "gepa": GEPA,
@@ -19,4 +20,5 @@ OPTIMIZERS: dict[str, type] = {
     "evoprompt": EvoPrompt,
     "evoprompt-de": EvoPromptDE,
     "promptbreeder": PromptBreeder,
+    "textgrad": TextGrad,
 }
