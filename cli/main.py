@@ -196,7 +196,9 @@ def _with_evidence(record: dict, trace: Any, program: Any, parsed: Any) -> dict[
 @app.command()
 def optimize(
     dataset: str = typer.Option(None, help="Labelled folder: schema.json, labels.jsonl, documents/."),
-    optimizer: str = typer.Option(None, help="gepa (default), mipro, simba, bootstrap, opro or ape."),
+    optimizer: str = typer.Option(
+        None, help="gepa (default), mipro, simba, bootstrap, opro, ape or promptagent."
+    ),
     max_metric_calls: int = typer.Option(
         None,
         help="Budget: examples evaluated by the optimizer "

@@ -27,7 +27,9 @@ def nightly_command(
     min_new_labels: int = typer.Option(None, help="Re-optimize only after this many new labels."),
     margin: float = typer.Option(None, help="How much the challenger must win by."),
     max_cost_increase: float = typer.Option(None, help="Largest serving-cost growth allowed."),
-    optimizer: str = typer.Option(None, help="gepa (default), mipro, simba, bootstrap, opro or ape."),
+    optimizer: str = typer.Option(
+        None, help="gepa (default), mipro, simba, bootstrap, opro, ape or promptagent."
+    ),
     max_metric_calls: int = typer.Option(None, help="Optimizer budget per program."),
     max_wall_minutes: float = typer.Option(None, help="Optimizer wall-time budget per program."),
     reflection_model: str = typer.Option(None, help="litellm name of the proposal model."),

@@ -1,4 +1,4 @@
-"""MIPROv2, SIMBA, BootstrapFewShot, OPRO and APE with scripted models: each must find the fix on a
+"""MIPROv2, SIMBA, BootstrapFewShot, OPRO, APE and PromptAgent with scripted models: each must find the fix on a
 task where one exists, stay within its metric-call budget (plus one minibatch), and resume after an
 interruption or a crash without spending a metric call twice."""
 
@@ -21,6 +21,7 @@ from ieflow.optimize.facts import data_summary, values_at
 from ieflow.optimize.mipro import MIPROConfig, MIPROv2
 from ieflow.optimize.opro import OPRO, OPROConfig
 from ieflow.optimize.prompts import error_summary
+from ieflow.optimize.promptagent import PromptAgent, PromptAgentConfig
 from ieflow.optimize.registry import OPTIMIZERS
 from ieflow.optimize.simba import SIMBA, SIMBAConfig, hardest, variants
 from ieflow.program import ExtractionProgram, Trace
@@ -107,6 +108,16 @@ def rule_reflector(messages: list[dict], params: dict) -> str:
     return "Copy the value exactly as printed."
 
 
+def analysing_proposer(messages: list[dict], params: dict) -> str:
+    """PromptAgent: an error analysis, then vague revisions of the seed; the fix only when revising
+    an already revised prompt (so the search has to go two levels down)."""
+    if messages[0]["content"].startswith("You analyse"):
+        return "The instruction never says how dates are printed, so day and month get swapped."
+    if "attempt" in messages[-1]["content"] and "Analysis of the mistakes" in messages[-1]["content"]:
+        return FIX
+    return f"Read the document carefully and extract every field, attempt {params['seed']}."
+
+
 def stubborn(messages: list[dict], params: dict) -> str:
     return f"Read the field carefully from the document, attempt {params.get('seed', 0)}."
 
@@ -119,6 +130,7 @@ CONFIGS: dict[str, Callable[[int | None], Any]] = {
     "bootstrap": lambda steps: BootstrapConfig(num_candidates=5, max_steps=steps),
     "opro": lambda steps: OPROConfig(score_size=4, max_steps=steps),
     "ape": lambda steps: APEConfig(num_candidates=3, minibatch_size=4, max_steps=steps),
+    "promptagent": lambda steps: PromptAgentConfig(batch_size=3, reward_size=3, max_iterations=steps),
 }
 CLASSES: dict[str, type[Optimizer]] = {
     "mipro": MIPROv2,
@@ -126,6 +138,7 @@ CLASSES: dict[str, type[Optimizer]] = {
     "bootstrap": BootstrapFewShot,
     "opro": OPRO,
     "ape": APE,
+    "promptagent": PromptAgent,
 }
 # The student and proposal model for which each optimizer can find the fix.
 TASKS: dict[str, tuple[Callable, Callable]] = {
@@ -134,6 +147,7 @@ TASKS: dict[str, tuple[Callable, Callable]] = {
     "bootstrap": (picky_student, stubborn),
     "opro": (rule_student, history_proposer),
     "ape": (rule_student, inducing_proposer),
+    "promptagent": (rule_student, analysing_proposer),
 }
 
 
@@ -257,7 +271,7 @@ def test_finished_run_compiles_to_the_same_result(tmp_path: Path) -> None:
 
 
 def test_make_optimizer_knows_every_name(tmp_path: Path) -> None:
-    assert set(OPTIMIZERS) == {"gepa", "mipro", "simba", "bootstrap", "opro", "ape"}
+    assert set(OPTIMIZERS) == {"gepa", "mipro", "simba", "bootstrap", "opro", "ape", "promptagent"}
     for name in OPTIMIZERS:
         optimizer = make_optimizer(name, run_dir=tmp_path / name, reflection_model=ScriptedLM(stubborn))
         assert isinstance(optimizer, Optimizer) and optimizer.name == name

@@ -5,6 +5,7 @@ from ieflow.optimize.bootstrap import BootstrapFewShot
 from ieflow.optimize.gepa import GEPA
 from ieflow.optimize.mipro import MIPROv2
 from ieflow.optimize.opro import OPRO
+from ieflow.optimize.promptagent import PromptAgent
 from ieflow.optimize.simba import SIMBA
 
 OPTIMIZERS: dict[str, type] = {
@@ -14,4 +15,5 @@ OPTIMIZERS: dict[str, type] = {
     "bootstrap": BootstrapFewShot,
     "opro": OPRO,
     "ape": APE,
+    "promptagent": PromptAgent,
 }
