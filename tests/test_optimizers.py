@@ -1,6 +1,6 @@
-"""MIPROv2, SIMBA, BootstrapFewShot, OPRO, APE and PromptAgent with scripted models: each must find the fix on a
-task where one exists, stay within its metric-call budget (plus one minibatch), and resume after an
-interruption or a crash without spending a metric call twice."""
+"""MIPROv2, SIMBA, BootstrapFewShot, OPRO, APE and PromptAgent with scripted models: each must find
+the fix on a task where one exists, stay within its metric-call budget (plus one minibatch), and
+resume after an interruption or a crash without spending a metric call twice."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from ieflow.optimize.evaluator import ExampleResult
 from ieflow.optimize.facts import data_summary, values_at
 from ieflow.optimize.mipro import MIPROConfig, MIPROv2
 from ieflow.optimize.opro import OPRO, OPROConfig
-from ieflow.optimize.prompts import error_summary
 from ieflow.optimize.promptagent import PromptAgent, PromptAgentConfig
+from ieflow.optimize.prompts import error_summary
 from ieflow.optimize.registry import OPTIMIZERS
 from ieflow.optimize.simba import SIMBA, SIMBAConfig, hardest, variants
 from ieflow.program import ExtractionProgram, Trace

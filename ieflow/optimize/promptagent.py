@@ -144,7 +144,7 @@ class PromptAgent(Optimizer):
             state.nodes.append(Node(0, run.seed_program, self._reward(run, run.seed_program)))
             run.checkpoint()
         try:
-            while not self._should_stop(run):
+            while state.path or not self._should_stop(run):  # an iteration in flight ends first
                 self._iterate(run)
                 run.checkpoint()
         except BudgetExhausted as exc:  # a wall-time or cost limit: still validate the best found
