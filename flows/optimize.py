@@ -25,7 +25,7 @@ from ieflow.report import write_optimization_outputs
 from ieflow_tasks.optimize import evaluate_as_task, score_program
 from ieflow_tasks.secrets import preflight, resolve_api_key
 
-OptimizerName = Literal["gepa", "mipro", "simba", "bootstrap", "opro", "ape"]
+OptimizerName = Literal["gepa", "mipro", "simba", "bootstrap", "opro", "ape", "promptagent"]
 
 
 class OptimizeParams(BaseModel):

@@ -144,3 +144,43 @@ def test_the_budget_keeps_the_final_validation_pass(tmp_path: Path) -> None:
     result = agent.compile(seed_program(), train, val, Budget(max_metric_calls=60))
     assert result.stop_reason.startswith("budget left covers no further expansion")
     assert result.usage["metric_calls"] <= 60
+
+
+# -- the CLI ----------------------------------------------------------------------------------------------
+
+
+def test_ieflow_optimize_offers_promptagent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ieflow optimize --optimizer promptagent` reaches the flow's params, and the flow's
+    `make_optimizer` builds PromptAgent from them (run here on the scripted task, not under Prefect)."""
+    import sys
+
+    from ieflow.optimize import make_optimizer
+    from ieflow_cli import main as cli
+    from ieflow_flows import optimize as optimize_flow
+
+    seen: list[Any] = []
+
+    def flow(params: optimize_flow.OptimizeParams) -> dict[str, Any]:
+        seen.append(params)
+        optimizer = make_optimizer(
+            params.optimizer,
+            run_dir=Path(params.output_dir) / params.optimizer,
+            reflection_model=ScriptedLM(analysing_proposer, "scripted/proposer"),
+            student_client=ScriptedLM(rule_student),
+        )
+        train, val = data()
+        budget = Budget(max_metric_calls=params.max_metric_calls)
+        result = optimizer.compile(seed_program(), train, val, budget)
+        return {"optimizer": result.optimizer, "best_val": result.best_score}
+
+    monkeypatch.setattr(optimize_flow, "optimize", flow)
+    args = ["optimize", "--dataset", "d", "--optimizer", "promptagent", "--max-metric-calls", "150"]
+    monkeypatch.setattr(sys, "argv", ["ieflow", *args, "--output-dir", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 0
+    assert seen[0].optimizer == "promptagent"
+    assert json.loads(capsys.readouterr().out) == {"optimizer": "promptagent", "best_val": 1.0}
+    assert (tmp_path / "promptagent" / "checkpoint.json").exists()
