@@ -31,7 +31,10 @@ from tests.test_optimizers import clear_stop, data, make
 
 FIXTURES = Path(__file__).parent / "fixtures" / "checkpoints_v1"
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks" / "results"
-NAMES = sorted(OPTIMIZERS)
+# Optimizers added after version 2: no version-1 checkpoint of theirs exists (their State.from_v1
+# refuses one with a clear error, tested in each one's own test file).
+BORN_IN_V2 = {"promptagent"}
+NAMES = sorted(set(OPTIMIZERS) - BORN_IN_V2)
 
 
 def _runner(name: str, run_dir: Path, steps: int | None = None):

@@ -184,3 +184,18 @@ def test_ieflow_optimize_offers_promptagent(
     assert seen[0].optimizer == "promptagent"
     assert json.loads(capsys.readouterr().out) == {"optimizer": "promptagent", "best_val": 1.0}
     assert (tmp_path / "promptagent" / "checkpoint.json").exists()
+
+
+def test_the_state_round_trips_and_refuses_a_version_1_checkpoint(tmp_path: Path) -> None:
+    from ieflow.optimize.checkpoint import Checkpoint, CheckpointError
+
+    train, val = data()
+    make_agent(tmp_path / "run", max_iterations=2).compile(
+        seed_program(), train, val, Budget(max_metric_calls=150)
+    )
+    saved = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
+    state = PromptAgentState.from_json(saved["state"])
+    assert PromptAgentState.from_json(json.loads(json.dumps(state.to_json()))).to_json() == saved["state"]
+    assert state.nodes[0].visits == 2 and state.nodes[0].children == [1, 2, 3]
+    with pytest.raises(CheckpointError, match="no version-1 checkpoints exist for promptagent"):
+        Checkpoint.from_json({**saved, "version": 1}, PromptAgentState, "old.json")

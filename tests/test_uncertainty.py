@@ -1,13 +1,18 @@
-"""Decisions with evidence: the paired bootstrap interval, and the nightly promotion that reads it."""
+"""Decisions with evidence: the paired bootstrap interval, the nightly promotion and the optimizers'
+final choice that read it."""
 
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
 from ieflow.champion import Policy, Scorecard, decide, decision_markdown
+from ieflow.optimize.candidates import Candidate, CandidatePool
+from ieflow.optimize.choice import choose_final
 from ieflow.uncertainty import paired_interval
+from tests.test_gepa import make_examples, seed_program
 
 
 def scores(n: int, seed: int = 1) -> dict[str, float]:
@@ -114,3 +119,47 @@ def test_scorecards_from_scores_keep_the_per_document_scores() -> None:
     card_ = Scorecard.from_score(result, ["d2", "d1"])
     assert card_.doc_scores == {"d1": 0.25, "d2": 0.75} and card_.doc_ids == ("d1", "d2")
     assert "doc_scores" not in card_.to_dict()
+
+
+# -- the optimizers' final choice ---------------------------------------------------------------------------
+
+
+def candidate(index: int, per_doc: dict[str, float], tokens: float) -> Candidate:
+    return Candidate(index, seed_program(), [0] if index else [], "seed", index, per_doc, tokens)
+
+
+def test_a_cheaper_candidate_within_noise_of_the_best_is_chosen() -> None:
+    base = scores(8)
+    lucky = dict(base)
+    lucky["d03"] = base["d03"] + 0.4  # the best's whole gain is one document
+    pool = CandidatePool([candidate(0, base, 300.0), candidate(1, lucky, 520.0)])
+    assert pool.best().index == 1
+    choice = choose_final(pool)
+    assert choice.changed and choice.index == 0 and choice.best_by_score == 1
+    assert choice.interval is not None and choice.interval.low <= 0.0 < choice.interval.high
+    assert "within noise" in choice.reason and "so the cheaper is kept" in choice.reason
+
+
+def test_the_best_stays_when_the_interval_separates_it_or_nothing_is_cheaper() -> None:
+    base = scores(8)
+    better = {d: s + 0.05 for d, s in base.items()}
+    separated = choose_final(CandidatePool([candidate(0, base, 300.0), candidate(1, better, 520.0)]))
+    assert not separated.changed and separated.index == 1 and separated.interval is None
+    costlier = dict(base)
+    costlier["d03"] = base["d03"] + 0.4
+    dearer = choose_final(CandidatePool([candidate(0, base, 600.0), candidate(1, costlier, 520.0)]))
+    assert dearer.index == 1 and dearer.reason == "highest validation score"
+
+
+def test_the_run_result_records_a_choice_the_evidence_changed(tmp_path: Path) -> None:
+    from ieflow.optimize import Budget, OptimizerRun
+
+    train, val = make_examples(4), make_examples(4, offset=100)
+    run = OptimizerRun("test", seed_program(), train, val, Budget(), tmp_path)
+    base = {ex.doc_id: 0.5 for ex in val}
+    lucky = {**base, val[0].doc_id: 0.9}
+    run.pool = CandidatePool([candidate(0, base, 300.0), candidate(1, lucky, 520.0)])
+    result = run.result()
+    assert result.best_index == 0 and result.choice is not None and result.choice.best_by_score == 1
+    assert result.to_dict()["choice"]["interval"]["low"] == pytest.approx(0.0)
+    assert "within noise" in result.best_program.metadata["choice"]
