@@ -163,3 +163,21 @@ def test_the_run_result_records_a_choice_the_evidence_changed(tmp_path: Path) ->
     assert result.best_index == 0 and result.choice is not None and result.choice.best_by_score == 1
     assert result.to_dict()["choice"]["interval"]["low"] == pytest.approx(0.0)
     assert "within noise" in result.best_program.metadata["choice"]
+
+
+def test_the_optimize_report_shows_the_test_interval_and_a_changed_choice(tmp_path: Path) -> None:
+    from ieflow.optimize import Budget, OptimizerRun
+    from ieflow.report import optimization_markdown
+
+    train, val = make_examples(4), make_examples(4, offset=100)
+    run = OptimizerRun("test", seed_program(), train, val, Budget(), tmp_path)
+    base = {ex.doc_id: 0.5 for ex in val}
+    run.pool = CandidatePool([candidate(0, base, 300.0), candidate(1, {**base, val[0].doc_id: 0.9}, 520.0)])
+    result = run.result()
+    test = {"score": 0.5, "per_field": {"total": 0.5}, "prompt_tokens": 300, "completion_tokens": 20}
+    test |= {"cost_usd": 0.0, "seconds": 1.0}
+    before = test | {"doc_scores": {"t1": 0.5, "t2": 0.5}}
+    after = test | {"score": 0.75, "doc_scores": {"t1": 0.75, "t2": 0.75}}
+    text = optimization_markdown(result, before, after, None)
+    assert "Test difference per document, paired bootstrap: +0.250 [+0.250, +0.250] (95%, n=2)." in text
+    assert "Final choice: candidate 0 (300 tokens/doc" in text and "so the cheaper is kept" in text
