@@ -31,6 +31,7 @@ from ieflow.datasets import Example, load_corpus  # noqa: E402
 from ieflow.optimize import Budget, make_optimizer  # noqa: E402
 from ieflow.optimize.split_scoring import load_split_examples  # noqa: E402
 from ieflow.program import ExtractionProgram, LongDocStrategy  # noqa: E402
+from ieflow.uncertainty import paired_interval  # noqa: E402
 
 # ../shared/datasets beside the checkout, or beside the folder of worktrees (as benchmarks/longdoc.py).
 DATASETS = next(
@@ -242,16 +243,18 @@ def dataset_section(summary_path: Path) -> list[str]:
     lines = [f"## {summary['dataset']}", "", scope, ""]
     if "seed_strategy" in summary:
         lines += [f"Seed strategy: `{json.dumps(summary['seed_strategy'], sort_keys=True)}`", ""]
+    scores = test_scores(summary_path.parent)
     lines += [
-        "| program | test score | macro F1 | prompt tokens/doc | metric calls | wall time | commit |",
-        "|---|---|---|---|---|---|---|",
-        f"| baseline | {base['score']:.3f} | {base['macro_f1']:.3f} | "
+        "| program | test score | vs baseline (95% CI) | macro F1 | prompt tokens/doc | metric calls | "
+        "wall time | commit |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| baseline | {base['score']:.3f} | - | {base['macro_f1']:.3f} | "
         f"{base['prompt_tokens']:.0f} | - | - | - |",
     ]
     for name, row in summary.get("optimizers", {}).items():
         test = row["test"]
         lines.append(
-            f"| {name} | {test['score']:.3f} | {test['macro_f1']:.3f} | "
+            f"| {name} | {test['score']:.3f} | {versus(scores, base, test)} | {test['macro_f1']:.3f} | "
             f"{test['prompt_tokens']:.0f} | {row['metric_calls']} | "
             f"{row['optimization_wall_s'] / 60:.0f} min | {row.get('code', '-')} |"
         )
@@ -264,6 +267,27 @@ def dataset_section(summary_path: Path) -> list[str]:
     if notes.exists():
         lines += [notes.read_text(encoding="utf-8").strip(), ""]
     return lines
+
+
+def test_scores(folder: Path) -> dict[str, dict[str, float]]:
+    """{program hash: {doc_id: test score}} from the dataset's shared test ledger."""
+    by_program: dict[str, dict[str, float]] = {}
+    for line in (folder / "test_evaluations.jsonl").read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a torn last line of a killed run, as the ledger skips it
+            continue
+        by_program.setdefault(row["program"], {})[row["result"]["doc_id"]] = row["result"]["score"]
+    return by_program
+
+
+def versus(scores: dict[str, dict[str, float]], base: dict, test: dict) -> str:
+    """The paired bootstrap interval of (program - baseline) over the test documents both have."""
+    ours, theirs = scores.get(test.get("program", ""), {}), scores.get(base.get("program", ""), {})
+    shared = sorted(set(ours) & set(theirs))
+    if not shared:
+        return "-"
+    return paired_interval({d: theirs[d] for d in shared}, {d: ours[d] for d in shared}).text()
 
 
 def in_progress_rows(summary_path: Path, summary: dict) -> list[str]:
@@ -279,7 +303,7 @@ def in_progress_rows(summary_path: Path, summary: dict) -> list[str]:
         rows.append(
             f"| {name} (in progress: step {state['step']}, {calls} of "
             f"{summary['budget_metric_calls']} metric calls) | not yet scored on test | - | - | "
-            f"{calls} | val {scores[0]:.3f} -> best {max(scores):.3f} so far | - |"
+            f"- | {calls} | val {scores[0]:.3f} -> best {max(scores):.3f} so far | - |"
         )
     return rows
 

@@ -204,7 +204,7 @@ def optimize(
     optimizer: str = typer.Option(
         None,
         help="gepa (default), mipro, simba, bootstrap, opro, ape, textgrad, "
-        "evoprompt (GA), evoprompt-de (DE) or promptbreeder.",
+        "evoprompt (GA), evoprompt-de (DE), promptbreeder or promptagent.",
     ),
     max_metric_calls: int = typer.Option(
         None,

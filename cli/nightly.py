@@ -30,7 +30,7 @@ def nightly_command(
     optimizer: str = typer.Option(
         None,
         help="gepa (default), mipro, simba, bootstrap, opro, ape, textgrad, "
-        "evoprompt (GA), evoprompt-de (DE) or promptbreeder.",
+        "evoprompt (GA), evoprompt-de (DE), promptbreeder or promptagent.",
     ),
     max_metric_calls: int = typer.Option(None, help="Optimizer budget per program."),
     max_wall_minutes: float = typer.Option(None, help="Optimizer wall-time budget per program."),

@@ -36,6 +36,7 @@ OptimizerName = Literal[
     "evoprompt",
     "evoprompt-de",
     "promptbreeder",
+    "promptagent",
 ]
 
 

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ieflow.uncertainty import Interval, paired_interval
+
 EPS = 1e-9
 
 
@@ -42,6 +44,7 @@ class Scorecard:
     usd_per_doc: float = 0.0
     errors: int = 0
     doc_ids: tuple[str, ...] = ()
+    doc_scores: dict[str, float] = field(default_factory=dict)  # record score per held-out document
 
     @classmethod
     def from_score(cls, result: dict[str, Any], doc_ids: list[str] | None = None) -> Scorecard:
@@ -54,23 +57,26 @@ class Scorecard:
             usd_per_doc=float(result.get("cost_usd", 0.0)),
             errors=int(result.get("errors", 0)),
             doc_ids=tuple(sorted(doc_ids or ())),
+            doc_scores={k: float(v) for k, v in result.get("doc_scores", {}).items()},
         )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("doc_ids")
+        data.pop("doc_scores")
         return data
 
 
 @dataclass(frozen=True)
 class Decision:
     promote: bool
-    code: str  # promoted | below_margin | too_costly | same_program | no_challenger | skipped
+    code: str  # promoted | below_margin | not_separated | too_costly | same_program | no_challenger | skipped
     reason: str
     score_delta: float | None = None
     cost_change: float | None = None  # relative change of serving cost per document
     cost_unit: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    interval: Interval | None = None  # challenger - champion, per held-out document (paired bootstrap)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,6 +89,7 @@ class Decision:
         return {
             "promoted": f"{self.score_delta:+.3f} score, {cost}",
             "below_margin": f"{self.score_delta:+.3f} score: below margin",
+            "not_separated": f"{self.score_delta:+.3f} score: within noise",
             "too_costly": f"{self.score_delta:+.3f} score, but {cost}: too costly",
             "same_program": "no better program found",
         }.get(self.code, self.code.replace("_", " "))
@@ -116,11 +123,14 @@ def decide(champion: Scorecard, challenger: Scorecard | None, policy: Policy) ->
     delta = challenger.score - champion.score
     old_cost, new_cost, unit = serving_cost(champion, challenger)
     change = (new_cost - old_cost) / old_cost if old_cost > 0 else (0.0 if new_cost <= 0 else float("inf"))
-    base = dict(score_delta=delta, cost_change=change, cost_unit=unit)
+    interval = difference_interval(champion, challenger)
+    base = dict(score_delta=delta, cost_change=change, cost_unit=unit, interval=interval)
     scores = (
         f"challenger scores {challenger.score:.3f} vs champion {champion.score:.3f} "
         f"on {champion.n} held-out documents"
     )
+    if interval is not None:
+        scores += f" (difference {interval.text()})"
     if challenger.program_hash == champion.program_hash:
         return Decision(False, "same_program", "the optimizer found nothing better than the champion", **base)
     if delta <= EPS:
@@ -129,6 +139,12 @@ def decide(champion: Scorecard, challenger: Scorecard | None, policy: Policy) ->
         return Decision(
             False, "below_margin", f"{scores}: {delta:+.3f} is below the margin {policy.margin:.3f}", **base
         )
+    if interval is not None and interval.low < policy.margin - EPS:
+        reason = (
+            f"{scores}: the mean gain {delta:+.3f} clears the margin {policy.margin:.3f}, but the "
+            f"interval's lower bound {interval.low:+.3f} does not (the gain may be noise)"
+        )
+        return Decision(False, "not_separated", reason, **base)
     if change > policy.max_cost_increase + EPS:
         return Decision(
             False,
@@ -137,12 +153,21 @@ def decide(champion: Scorecard, challenger: Scorecard | None, policy: Policy) ->
             f"above the bound {policy.max_cost_increase:+.0%}",
             **base,
         )
+    evidence = f"lower bound {interval.low:+.3f} clears " if interval is not None else ""
     return Decision(
         True,
         "promoted",
-        f"{scores} ({delta:+.3f}, margin {policy.margin:.3f}) at {change:+.0%} {unit}",
+        f"{scores} ({delta:+.3f}, {evidence}margin {policy.margin:.3f}) at {change:+.0%} {unit}",
         **base,
     )
+
+
+def difference_interval(champion: Scorecard, challenger: Scorecard) -> Interval | None:
+    """The paired bootstrap interval of challenger - champion, when both carry per-document scores
+    (scorecards from before they were kept have none: the decision then reads the means only)."""
+    if not champion.doc_scores or not challenger.doc_scores:
+        return None
+    return paired_interval(champion.doc_scores, challenger.doc_scores)
 
 
 # --- new labels ------------------------------------------------------------------------------------
@@ -201,6 +226,12 @@ def decision_markdown(
         facts.append(f"margin {policy.margin:.3f}")
         facts.append(f"cost bound {policy.max_cost_increase:+.0%}")
     lines += [" · ".join(facts), ""]
+    if decision.interval is not None:
+        lines += [
+            f"Challenger - champion per held-out document, paired bootstrap: {decision.interval.text()}. "
+            "Promotion needs the interval's lower bound to clear the margin, not only the mean.",
+            "",
+        ]
     if champion and challenger:
         labels = (champ_label, chall_label)
         lines += _per_field_table(champion, challenger, labels) + _cost_table(champion, challenger, labels)

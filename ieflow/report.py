@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ieflow.optimize.base import OptimizationResult
+from ieflow.uncertainty import paired_interval
 
 MAX_EMBEDDED_PNG = 300_000  # bytes: artifacts live in the Prefect database, keep them small
 
@@ -54,6 +55,7 @@ def optimization_markdown(
         f"({optimized_test['score'] - baseline_test['score']:+.3f}); validation "
         f"{result.seed_score:.3f} → {result.best_score:.3f}. Stopped: {result.stop_reason}.",
         "",
+        *_evidence_lines(result, baseline_test, optimized_test),
         "## Per field on the test set",
         "",
         *field_table(baseline_test["per_field"], optimized_test["per_field"]),
@@ -76,6 +78,23 @@ def optimization_markdown(
     if result.lessons:
         lines += ["", "## Lessons (carried to the next run)", "", *[f"- {x}" for x in result.lessons[-10:]]]
     return "\n".join(lines) + "\n"
+
+
+def _evidence_lines(
+    result: OptimizationResult, baseline_test: dict[str, Any], optimized_test: dict[str, Any]
+) -> list[str]:
+    """How sure the test gain is (paired bootstrap over the test documents), and the final choice
+    when a cheaper candidate within noise of the best was kept."""
+    lines = []
+    before, after = baseline_test.get("doc_scores"), optimized_test.get("doc_scores")
+    if before and after and set(before) == set(after):
+        lines += [
+            f"Test difference per document, paired bootstrap: {paired_interval(before, after).text()}.",
+            "",
+        ]
+    if result.choice is not None and result.choice.changed:
+        lines += [f"Final choice: {result.choice.reason}.", ""]
+    return lines
 
 
 def _own_cost_line(result: OptimizationResult) -> str:

@@ -1,6 +1,6 @@
-"""MIPROv2, SIMBA, BootstrapFewShot, OPRO and APE with scripted models: each must find the fix on a
-task where one exists, stay within its metric-call budget (plus one minibatch), and resume after an
-interruption or a crash without spending a metric call twice."""
+"""MIPROv2, SIMBA, BootstrapFewShot, OPRO, APE and PromptAgent with scripted models: each must find
+the fix on a task where one exists, stay within its metric-call budget (plus one minibatch), and
+resume after an interruption or a crash without spending a metric call twice."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from ieflow.optimize.evoprompt import EvoPrompt, EvoPromptConfig, EvoPromptDE
 from ieflow.optimize.facts import data_summary, values_at
 from ieflow.optimize.mipro import MIPROConfig, MIPROv2
 from ieflow.optimize.opro import OPRO, OPROConfig
+from ieflow.optimize.promptagent import PromptAgent, PromptAgentConfig
 from ieflow.optimize.promptbreeder import PromptBreeder, PromptBreederConfig
 from ieflow.optimize.prompts import error_summary
 from ieflow.optimize.registry import OPTIMIZERS
@@ -124,6 +125,16 @@ def critiquing_proposer(messages: list[dict], params: dict) -> str:
     return "Read each value carefully as it is printed in the document."
 
 
+def analysing_proposer(messages: list[dict], params: dict) -> str:
+    """PromptAgent: an error analysis, then vague revisions of the seed; the fix only when revising
+    an already revised prompt (so the search has to go two levels down)."""
+    if messages[0]["content"].startswith("You analyse"):
+        return "The instruction never says how dates are printed, so day and month get swapped."
+    if "attempt" in messages[-1]["content"] and "Analysis of the mistakes" in messages[-1]["content"]:
+        return FIX
+    return f"Read the document carefully and extract every field, attempt {params['seed']}."
+
+
 def stubborn(messages: list[dict], params: dict) -> str:
     return f"Read the field carefully from the document, attempt {params.get('seed', 0)}."
 
@@ -140,6 +151,7 @@ CONFIGS: dict[str, Callable[[int | None], Any]] = {
     "evoprompt-de": lambda steps: EvoPromptConfig("de", population_size=4, subset_size=4, max_steps=steps),
     "promptbreeder": lambda steps: PromptBreederConfig(population_size=4, subset_size=4, max_steps=steps),
     "textgrad": lambda steps: TextGradConfig(minibatch_size=3, max_steps=steps),
+    "promptagent": lambda steps: PromptAgentConfig(batch_size=3, reward_size=3, max_iterations=steps),
 }
 CLASSES: dict[str, type[Optimizer]] = {
     "mipro": MIPROv2,
@@ -151,6 +163,7 @@ CLASSES: dict[str, type[Optimizer]] = {
     "evoprompt-de": EvoPromptDE,
     "promptbreeder": PromptBreeder,
     "textgrad": TextGrad,
+    "promptagent": PromptAgent,
 }
 # The student and proposal model for which each optimizer can find the fix.
 TASKS: dict[str, tuple[Callable, Callable]] = {
@@ -163,6 +176,7 @@ TASKS: dict[str, tuple[Callable, Callable]] = {
     "evoprompt-de": (rule_student, evo_proposer),
     "promptbreeder": (rule_student, breeder_proposer),
     "textgrad": (rule_student, critiquing_proposer),
+    "promptagent": (rule_student, analysing_proposer),
 }
 
 
@@ -288,7 +302,7 @@ def test_finished_run_compiles_to_the_same_result(tmp_path: Path) -> None:
 def test_make_optimizer_knows_every_name(tmp_path: Path) -> None:
     assert set(OPTIMIZERS) == {
         *("gepa", "mipro", "simba", "bootstrap", "opro", "ape"),
-        *("evoprompt", "evoprompt-de", "promptbreeder", "textgrad"),
+        *("evoprompt", "evoprompt-de", "promptbreeder", "textgrad", "promptagent"),
     }
     for name in OPTIMIZERS:
         optimizer = make_optimizer(name, run_dir=tmp_path / name, reflection_model=ScriptedLM(stubborn))

@@ -24,6 +24,7 @@ from ieflow.lm import LMClient, LMError
 from ieflow.optimize.candidates import Candidate, CandidatePool
 from ieflow.optimize.checkpoint import Checkpoint, CheckpointError
 from ieflow.optimize.checks import copied_from_demos
+from ieflow.optimize.choice import choose_final
 from ieflow.optimize.evaluator import (
     Budget,
     BudgetExhausted,
@@ -247,7 +248,8 @@ class OptimizerRun(Generic[S]):
     # -- result -----------------------------------------------------------------------------------
 
     def result(self, settings: dict[str, Any] | None = None) -> OptimizationResult:
-        best = self.best()
+        choice = choose_final(self.pool)  # a cheaper candidate within noise of the best wins
+        best = self.candidates[choice.index]
         program = best.program.replace(
             lessons=self.lessons.texts(),
             metadata={
@@ -257,6 +259,7 @@ class OptimizerRun(Generic[S]):
                 "seed_val_score": self.candidates[0].val_score,
                 "tokens_per_doc": best.tokens_per_doc,
                 "lineage": self.pool.lineage(best.index),
+                **({"choice": choice.reason} if choice.changed else {}),
             },
         )
         return OptimizationResult(
@@ -270,6 +273,7 @@ class OptimizerRun(Generic[S]):
             usage=self.tracker.to_dict(),
             stop_reason=self.stop_reason,
             settings=settings or {},
+            choice=choice,
         )
 
     def lineage(self, index: int) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ from ieflow.optimize.evoprompt import EvoPrompt, EvoPromptDE
 from ieflow.optimize.gepa import GEPA
 from ieflow.optimize.mipro import MIPROv2
 from ieflow.optimize.opro import OPRO
+from ieflow.optimize.promptagent import PromptAgent
 from ieflow.optimize.promptbreeder import PromptBreeder
 from ieflow.optimize.simba import SIMBA
 from ieflow.optimize.textgrad import TextGrad
@@ -21,4 +22,5 @@ OPTIMIZERS: dict[str, type] = {
     "evoprompt-de": EvoPromptDE,
     "promptbreeder": PromptBreeder,
     "textgrad": TextGrad,
+    "promptagent": PromptAgent,
 }

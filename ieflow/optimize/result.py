@@ -8,6 +8,7 @@ from typing import Any
 
 from ieflow import storage
 from ieflow.optimize.candidates import Candidate
+from ieflow.optimize.choice import FinalChoice
 from ieflow.program import ExtractionProgram
 
 
@@ -23,6 +24,7 @@ class OptimizationResult:
     usage: dict[str, float]
     stop_reason: str
     settings: dict[str, Any] = field(default_factory=dict)
+    choice: FinalChoice | None = None  # how best_index was chosen (None: read from an older file)
 
     @property
     def seed_score(self) -> float:
@@ -33,7 +35,9 @@ class OptimizationResult:
         return self.candidates[self.best_index].val_score
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        # The choice is written when the evidence changed it; otherwise best_index says it all.
+        changed = {"choice": self.choice.to_dict()} if self.choice and self.choice.changed else {}
+        return changed | {
             "optimizer": self.optimizer,
             "best_index": self.best_index,
             "seed_val_score": self.seed_score,

@@ -75,4 +75,5 @@ def score_outside_budget(
         "cost_usd": sum(r.cost_usd for r in results) / n,
         "seconds": sum(r.latency_s for r in results) / n,
         "errors": sum(1 for r in results if r.error),
+        "doc_scores": {r.doc_id: r.score for r in results},  # for paired comparisons (uncertainty.py)
     }
