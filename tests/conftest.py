@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+# Prefect configures its logging when `prefect.main` is first imported, and its console handler keeps
+# the sys.stderr of that moment. Imported lazily inside a test, that is a capsys or CliRunner stream
+# that is closed after the test, and every later Prefect log line fails ("I/O operation on closed
+# file", then a RecursionError through log_prints). Importing it here binds the handler to pytest's
+# session-wide capture instead.
+import prefect.main  # noqa: F401
 import pytest
 
 
