@@ -169,7 +169,7 @@ def test_append_label_rows_skips_known_doc_ids_and_mends_a_missing_newline(tmp_p
 
 @pytest.mark.parametrize("name", ["review.txt", "review.xlsx"])
 def test_unknown_file_kinds_are_refused(tmp_path: Path, name: str) -> None:
-    with pytest.raises(ValueError, match="must be .csv or .jsonl"):
+    with pytest.raises(ValueError, match=r"must be \.csv or \.jsonl"):
         export_review(drafts(), SCHEMA, tmp_path / name)
 
 
