@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ieflow import storage
+from ieflow.errors import UserError
 from ieflow.labelfree.drafts import DraftRecord, LabelRow, human_row
 from ieflow.labels import check_label_row, read_jsonl_rows
 from ieflow.schema import resolve, top_level_fields, types_of
@@ -31,6 +32,10 @@ ERROR_COLUMN = "error"
 _YES = ("yes", "y", "true", "1", "x")
 _NO = ("", "no", "n", "false", "0")
 _JSON_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number", list: "array", dict: "object"}
+
+
+class ReviewFileError(UserError, ValueError):
+    """A review file that cannot be read at all (wrong kind, no doc_id or accept column)."""
 
 
 @dataclass(frozen=True)
@@ -154,7 +159,7 @@ def export_review(drafts: Sequence[DraftRecord], schema: dict[str, Any], out: st
             json.dumps({**queue_row(d), "accept": False}, ensure_ascii=False) + "\n" for d in drafts
         )
     else:
-        raise ValueError(f"the review file must be .csv or .jsonl, got {out.name}")
+        raise ReviewFileError(f"the review file must be .csv or .jsonl, got {out.name}")
     out.parent.mkdir(parents=True, exist_ok=True)
     storage.write_bytes_atomic(out, text.encode("utf-8"))
     return out
@@ -222,7 +227,7 @@ def _read_edited_csv(path: Path, schema: dict[str, Any]) -> tuple[list[str], lis
         header = list(reader.fieldnames or [])
         missing = [c for c in ("doc_id", "accept") if c not in header]
         if missing:
-            raise ValueError(
+            raise ReviewFileError(
                 f"{path.name} has no {' or '.join(missing)} column (columns: {', '.join(header)})"
             )
         rows, start = [], 2
@@ -285,7 +290,7 @@ def import_review(
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".jsonl", ".ndjson"):
-        raise ValueError(f"the review file must be .csv or .jsonl, got {path.name}")
+        raise ReviewFileError(f"the review file must be .csv or .jsonl, got {path.name}")
     header, rows = _read_edited_csv(path, schema) if suffix == ".csv" else ([], _read_edited_jsonl(path))
     labelled, seen = labelled_doc_ids(labels_path), {}
     accepted: list[LabelRow] = []
