@@ -60,9 +60,9 @@ class ReviewForm:
                 continue
             record, reason = self._record(index, draft, answers)
             if reason is None:
-                _, record, reason = check_label_row({"doc_id": draft.doc_id, "record": record}, schema, {})
+                _, checked, reason = check_label_row({"doc_id": draft.doc_id, "record": record}, schema, {})
             if reason is None:
-                labels.append(human_row(draft, record))
+                labels.append(human_row(draft, checked))
             else:
                 reason = reason.replace("gold record", "reviewed record")
                 kept.append(DraftRecord(draft.doc_id, record, draft.agreement, {"": reason}, draft.file))
