@@ -4,6 +4,7 @@ land in labels.jsonl as `human` rows. The teacher is scripted (its drafts are fi
 
 from __future__ import annotations
 
+import contextvars
 import json
 import threading
 import time
@@ -55,9 +56,12 @@ def label_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LabelParams
     )
 
 
-def start(params: LabelParams) -> tuple[threading.Thread, list[Any]]:
+def start_label_run(params: LabelParams) -> tuple[threading.Thread, list[Any]]:
     states: list[Any] = []
-    thread = threading.Thread(target=lambda: states.append(label(params, return_state=True)), daemon=True)
+    context = contextvars.copy_context()  # the test's Prefect settings (the server's URL) go along
+    thread = threading.Thread(
+        target=lambda: states.append(context.run(label, params, return_state=True)), daemon=True
+    )
     thread.start()
     return thread, states
 
@@ -97,7 +101,7 @@ def test_the_flow_pauses_with_the_form_and_the_answers_become_human_labels(
 ) -> None:
     from prefect.flow_runs import resume_flow_run
 
-    thread, states = start(label_inputs)
+    thread, states = start_label_run(label_inputs)
     seen: set[Any] = set()
     first = wait_for_pause(seen)
     schema, description = form_of(first)
@@ -126,14 +130,14 @@ def test_a_review_nobody_answers_times_out_and_loses_nothing(
     prefect_harness: None, label_inputs: LabelParams
 ) -> None:
     params = label_inputs.model_copy(update={"review_timeout_s": 3})
-    thread, states = start(params)
+    thread, states = start_label_run(params)
     thread.join(90)
     assert states and states[0].is_failed()
     assert [row["doc_id"] for row in lines(params.queue_path)] == ["r1", "r2", "r3"]
     assert [row["doc_id"] for row in lines(params.labels_path)] == ["r4"]
     # A second run drafts nothing new (limit 0) and offers the queue again.
     again = params.model_copy(update={"limit": 0, "review_timeout_s": 120})
-    thread, states = start(again)
+    thread, states = start_label_run(again)
     run = wait_for_pause(set())
     assert "- **r1**" in form_of(run)[1]
     from prefect.flow_runs import resume_flow_run
