@@ -105,14 +105,14 @@ def test_the_flow_pauses_with_the_form_and_the_answers_become_human_labels(
     seen: set[Any] = set()
     first = wait_for_pause(seen)
     schema, description = form_of(first)
-    assert "- **r1**: total: disagree" in description and "- **r2**: company: not found" in description
+    assert "**r1**: total: disagree" in description and "**r2**: company: not found" in description
     props = schema["properties"]
     assert props["d0_f0_company"]["title"] == "r1 · company" and props["d0_f0_company"]["default"] == "ACME"
     assert props["d1_accept"]["type"] == "boolean" and "d2_accept" not in props  # review_batch=2
     assert [row["source"] for row in lines(label_inputs.labels_path)] == ["teacher"]  # r4, before any review
     resume_flow_run(first.id, run_input={"d0_accept": True, "d0_f1_total": 13.5})  # r1 corrected, r2 left
     second = wait_for_pause(seen)
-    assert "- **r3**: record: not schema-valid" in form_of(second)[1]
+    assert "**r3**: record: not schema-valid" in form_of(second)[1]
     resume_flow_run(second.id, run_input={"d0_accept": True, "d0_f2_items": "[{oops"})  # r3: bad JSON
     thread.join(60)
     assert states and states[0].is_completed(), states
@@ -139,7 +139,7 @@ def test_a_review_nobody_answers_times_out_and_loses_nothing(
     again = params.model_copy(update={"limit": 0, "review_timeout_s": 120})
     thread, states = start_label_run(again)
     run = wait_for_pause(set())
-    assert "- **r1**" in form_of(run)[1]
+    assert "**r1**" in form_of(run)[1]
     from prefect.flow_runs import resume_flow_run
 
     resume_flow_run(run.id, run_input={"d0_accept": True, "d1_accept": True})

@@ -116,7 +116,7 @@ def test_a_person_corrects_and_accepts_a_draft_in_the_prefect_ui(ui_server: str,
         thread = threading.Thread(target=lambda: states.append(context.run(label, params, return_state=True)))
         thread.start()
         run = wait_for_pause(set())
-        with Page(1400, 1600) as page:
+        with Page(1400, 2100) as page:  # tall enough that the form does not squeeze the description
             page.goto(f"{ui_server}/runs/flow-run/{run.id}")
             page.wait_for(
                 "[...document.querySelectorAll('button')].some(b => b.innerText.trim() === 'Resume')"
@@ -133,6 +133,11 @@ def test_a_person_corrects_and_accepts_a_draft_in_the_prefect_ui(ui_server: str,
             text = page.evaluate(f"{MODAL}.innerText")
             assert "Review 3 teacher drafts" in text and "total: teacher samples disagree" in text
             assert "r2: record: not schema-valid" in " ".join(text.split())
+            total = page.evaluate(
+                f"[...{MODAL}.querySelectorAll('.schema-form-property')]"
+                ".find(p => p.innerText.startsWith('r1 · total')).innerText"
+            )
+            assert "teacher samples disagree" in total  # the field's problem shows at the field
             values = page.evaluate(
                 f"[...{MODAL}.querySelectorAll('textarea, input[type=number]')].map(e => e.value)"
             )

@@ -18,11 +18,13 @@ def test_inputs_are_typed_for_scalars_json_text_otherwise_and_prefilled() -> Non
         "d1_f0_company", "d1_f1_total", "d1_f2_items", "d1_accept",
     ]  # fmt: skip
     assert props["d0_f0_company"] == {"default": "ACME", "title": "r1 · company", "type": "string"}
+    assert props["d0_f1_total"]["description"] == "teacher samples disagree"  # the problem, at its field
+    assert props["d1_accept"]["description"] == "not schema-valid"  # a whole-record problem, at accept
     assert props["d0_f1_total"]["anyOf"] == [{"type": "number"}, {"type": "null"}]
     assert props["d0_f2_items"]["default"] == '[{"name": "nails", "qty": 3}]'
     assert props["d0_f2_items"]["title"] == "r1 · items (JSON)" and props["d0_accept"]["default"] is False
-    assert "- **r1** (`documents/r1.txt`): total: teacher samples disagree" in form.description
-    assert "- **r2**: record: not schema-valid" in form.description
+    assert "**r1** (`documents/r1.txt`): total: teacher samples disagree" in form.description
+    assert "**r2**: record: not schema-valid" in form.description
 
 
 def test_a_value_of_the_wrong_type_is_shown_as_json_text_to_fix() -> None:

@@ -36,6 +36,7 @@ class FormInput:
     default: Any
     title: str
     as_json: bool = False  # the value is JSON text the person edits
+    description: str | None = None  # why a person must look (the draft's problem), shown under the title
 
 
 @dataclass(frozen=True)
@@ -107,10 +108,12 @@ def _field_input(index: int, position: int, draft: DraftRecord, name: str, node:
     input_name, title = f"d{index}_f{position}_{_slug(name)}", f"{draft.doc_id} · {name}"
     value = draft.record.get(name)
     kind, nullable = _scalar_type(node)
+    problem = draft.problems.get(name)
     if kind is not None and _fits(value, kind, nullable):
-        return FormInput(input_name, index, name, kind | None if nullable else kind, value, title)
+        annotation = kind | None if nullable else kind
+        return FormInput(input_name, index, name, annotation, value, title, description=problem)
     text = json.dumps(value, ensure_ascii=False)  # a value of the wrong type shows as it is, to fix
-    return FormInput(input_name, index, name, str, text, f"{title} (JSON)", as_json=True)
+    return FormInput(input_name, index, name, str, text, f"{title} (JSON)", True, problem)
 
 
 def _slug(name: str) -> str:
@@ -124,13 +127,15 @@ def review_form(drafts: Sequence[DraftRecord], schema: dict[str, Any], heading: 
     lines = [f"### {heading or 'Review teacher drafts'}", "", _HOW_TO, ""]
     for index, draft in enumerate(drafts):
         where = f" (`{draft.file}`)" if draft.file else ""
-        lines.append(f"- **{draft.doc_id}**{where}: {problems_text(draft.problems) or 'no problems found'}")
+        # One paragraph per document: the UI's markdown renderer did not show list items in a form.
+        lines += [f"**{draft.doc_id}**{where}: {problems_text(draft.problems) or 'no problems found'}", ""]
         inputs += [
             _field_input(index, position, draft, name, resolve(schema, props[name]))
             for position, name in enumerate(top_level_fields(schema))
         ]
-        inputs.append(FormInput(f"d{index}_accept", index, None, bool, False, f"{draft.doc_id} · accept"))
-    return ReviewForm(list(drafts), inputs, "\n".join(lines))
+        title, problem = f"{draft.doc_id} · accept", draft.problems.get("")
+        inputs.append(FormInput(f"d{index}_accept", index, None, bool, False, title, description=problem))
+    return ReviewForm(list(drafts), inputs, "\n".join(lines).rstrip())
 
 
 _HOW_TO = (
@@ -142,6 +147,7 @@ _HOW_TO = (
 def review_model(form: ReviewForm, base: type[BaseModel], name: str = "ReviewInput") -> type[BaseModel]:
     """A Pydantic model of the form, on `base` (the label flow passes Prefect's RunInput)."""
     fields: dict[str, Any] = {
-        item.name: (item.annotation, Field(item.default, title=item.title)) for item in form.inputs
+        item.name: (item.annotation, Field(item.default, title=item.title, description=item.description))
+        for item in form.inputs
     }
     return create_model(name, __base__=base, **fields)
