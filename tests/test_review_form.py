@@ -56,3 +56,11 @@ def test_json_text_that_does_not_parse_is_kept_with_the_reason() -> None:
     assert outcome.labels == [] and outcome.kept[0].problems[""].startswith(
         "items: the value given is not JSON"
     )
+
+
+def test_a_row_the_labels_loader_would_refuse_is_not_written() -> None:
+    draft = drafts()[0]
+    outside = type(draft)(draft.doc_id, draft.record, {}, draft.problems, "/etc/r1.txt")
+    form = review_form([outside], SCHEMA)
+    outcome = form.outcome(review_model(form, BaseModel)().model_dump() | {"d0_accept": True}, SCHEMA)
+    assert outcome.labels == [] and "is an absolute path" in outcome.kept[0].problems[""]

@@ -94,6 +94,7 @@ def test_csv_import_appends_corrected_accepted_rows_as_human_labels(tmp_path: Pa
     out = export_review(drafts(), SCHEMA, tmp_path / "review.csv")
     queue = tmp_path / "review.jsonl"
     write_review_queue(queue, drafts())
+    queue.write_text(queue.read_text() + "{broken line\n")  # not ours to drop
     rows = read_csv(out)
     rows[0].update(accept="yes", total="13.50")  # corrected value, typed as a number
     rows[1].update(accept="y", company="Bright Books")  # a string typed without JSON quotes
@@ -113,7 +114,9 @@ def test_csv_import_appends_corrected_accepted_rows_as_human_labels(tmp_path: Pa
     records, errors = load_labels(labels, SCHEMA)  # the labels loader takes them
     assert set(records) == {"r1", "r2"} and errors == []
     assert [r["doc_id"] for r in read_csv(out)] == ["r3"]  # what is left for the person
-    assert [d.doc_id for d in read_review_queue(queue)[0]] == ["r3"]
+    left, unreadable = read_review_queue(queue)
+    assert [d.doc_id for d in left] == ["r3"] and queue.read_text().endswith("{broken line\n")
+    assert len(unreadable) == 1
 
 
 def test_bad_rows_stay_in_the_file_with_their_reason(tmp_path: Path) -> None:

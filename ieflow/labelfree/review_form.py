@@ -61,7 +61,8 @@ class ReviewForm:
                 continue
             record, reason = self._record(index, draft, answers)
             if reason is None:
-                _, checked, reason = check_label_row({"doc_id": draft.doc_id, "record": record}, schema, {})
+                row = {"doc_id": draft.doc_id, "record": record, "file": draft.file}
+                _, checked, reason = check_label_row(row, schema, {})  # what the labels loader would refuse
             if reason is None:
                 labels.append(human_row(draft, checked))
             else:

@@ -112,6 +112,20 @@ def write_review_queue(path: str | Path, drafts: Iterable[DraftRecord]) -> None:
     storage.write_bytes_atomic(path, lines.encode("utf-8"))
 
 
+def drop_from_queue(path: str | Path, doc_ids: set[str]) -> None:
+    """Remove these documents' lines from a queue; every other line stays as it was, unreadable
+    ones too (they are a person's to fix, not ours to drop)."""
+    kept = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines(keepends=True):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not (isinstance(row, dict) and str(row.get("doc_id")) in doc_ids):
+            kept.append(line if line.endswith("\n") else line + "\n")
+    storage.write_bytes_atomic(path, "".join(kept).encode("utf-8"))
+
+
 # --- labels.jsonl -----------------------------------------------------------------------------
 
 
@@ -304,9 +318,7 @@ def import_review(
     added = append_label_rows(labels_path, accepted)  # labels first: a crash after leaves rows to redo
     _rewrite_edited(path, header, kept)
     if queue_path is not None and Path(queue_path).exists():
-        imported = {label.doc_id for label in added}
-        drafts, _ = read_review_queue(queue_path)
-        write_review_queue(queue_path, [d for d in drafts if d.doc_id not in imported])
+        drop_from_queue(queue_path, {label.doc_id for label in added})
     errors = [ReviewRowError(r.line, r.doc_id, r.reason) for r in kept if r.reason]
     return ImportResult(added, errors, sum(1 for r in kept if not r.reason))
 
