@@ -91,6 +91,38 @@ def toggle(label_text: str) -> str:
     )
 
 
+def click_button(scope: str, text: str) -> str:
+    found = f"[...{scope}.querySelectorAll('button')].find(b => b.innerText.trim() === {json.dumps(text)})"
+    return f"{found}.click()"
+
+
+def review_in_the_browser(page: Any, url: str, shots: Path) -> None:
+    """Open the paused run, screenshot it, open Resume, check the form, correct r1 and accept it."""
+    page.goto(url)
+    page.wait_for("[...document.querySelectorAll('button')].some(b => b.innerText.trim() === 'Resume')")
+    page.wait_for("document.body.innerText.includes('Pausing flow')")  # the logs have loaded
+    page.screenshot(shots / "label_review_paused.png")
+    page.evaluate(click_button("document", "Resume"))
+    page.wait_for(f"{MODAL}?.innerText.includes('r1 · company')")
+    page.evaluate(f"{MODAL}.querySelector('.p-modal__body').scrollTop = 0")
+    time.sleep(0.5)
+    page.screenshot(shots / "label_review_form.png")
+    text = page.evaluate(f"{MODAL}.innerText")
+    assert "Review 3 teacher drafts" in text and "total: teacher samples disagree" in text
+    assert "r2: record: not schema-valid" in " ".join(text.split())
+    total = page.evaluate(
+        f"[...{MODAL}.querySelectorAll('.schema-form-property')]"
+        ".find(p => p.innerText.startsWith('r1 · total')).innerText"
+    )
+    assert "teacher samples disagree" in total  # the field's problem shows at the field
+    values = page.evaluate(f"[...{MODAL}.querySelectorAll('textarea, input[type=number]')].map(e => e.value)")
+    assert values[:3] == ["ACME", "12.5", '[{"name": "nails", "qty": 3}]']  # prefilled with the draft
+    assert page.evaluate(set_input("r1 · total", "13.5")) == "13.5"
+    assert page.evaluate(toggle("r1 · accept")) is True
+    page.screenshot(shots / "label_review_form_filled.png")
+    page.evaluate(click_button(MODAL, "Submit"))
+
+
 def test_a_person_corrects_and_accepts_a_draft_in_the_prefect_ui(ui_server: str, tmp_path: Path) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -109,7 +141,6 @@ def test_a_person_corrects_and_accepts_a_draft_in_the_prefect_ui(ui_server: str,
         review_timeout_s=300,
         review_poll_s=1,
     )
-    shots = screenshot_dir(tmp_path)
     states: list[Any] = []
     with temporary_settings({PREFECT_API_URL: f"{ui_server}/api"}):
         context = contextvars.copy_context()
@@ -117,38 +148,11 @@ def test_a_person_corrects_and_accepts_a_draft_in_the_prefect_ui(ui_server: str,
         thread.start()
         run = wait_for_pause(set())
         with Page(1400, 2100) as page:  # tall enough that the form does not squeeze the description
-            page.goto(f"{ui_server}/runs/flow-run/{run.id}")
-            page.wait_for(
-                "[...document.querySelectorAll('button')].some(b => b.innerText.trim() === 'Resume')"
-            )
-            page.wait_for("document.body.innerText.includes('Pausing flow')")  # the logs have loaded
-            page.screenshot(shots / "label_review_paused.png")
-            page.evaluate(
-                "[...document.querySelectorAll('button')].find(b => b.innerText.trim() === 'Resume').click()"
-            )
-            page.wait_for(f"{MODAL}?.innerText.includes('r1 · company')")
-            page.evaluate(f"{MODAL}.querySelector('.p-modal__body').scrollTop = 0")
-            time.sleep(0.5)
-            page.screenshot(shots / "label_review_form.png")
-            text = page.evaluate(f"{MODAL}.innerText")
-            assert "Review 3 teacher drafts" in text and "total: teacher samples disagree" in text
-            assert "r2: record: not schema-valid" in " ".join(text.split())
-            total = page.evaluate(
-                f"[...{MODAL}.querySelectorAll('.schema-form-property')]"
-                ".find(p => p.innerText.startsWith('r1 · total')).innerText"
-            )
-            assert "teacher samples disagree" in total  # the field's problem shows at the field
-            values = page.evaluate(
-                f"[...{MODAL}.querySelectorAll('textarea, input[type=number]')].map(e => e.value)"
-            )
-            assert values[:3] == ["ACME", "12.5", '[{"name": "nails", "qty": 3}]']  # prefilled with the draft
-            assert page.evaluate(set_input("r1 · total", "13.5")) == "13.5"
-            assert page.evaluate(toggle("r1 · accept")) is True
-            page.screenshot(shots / "label_review_form_filled.png")
-            page.evaluate(
-                f"[...{MODAL}.querySelectorAll('button')].find(b => b.innerText.trim() === 'Submit').click()"
-            )
+            review_in_the_browser(page, f"{ui_server}/runs/flow-run/{run.id}", screenshot_dir(tmp_path))
             thread.join(120)
+        from prefect.logging.handlers import APILogHandler
+
+        APILogHandler().flush()  # the run's last logs reach the server before the fixture stops it
     assert states and states[0].is_completed(), states
     (row,) = lines(params.labels_path)
     assert row == {
