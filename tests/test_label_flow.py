@@ -92,6 +92,17 @@ def form_of(run: Any) -> tuple[dict[str, Any], str]:
     return schema, description
 
 
+def summary_artifact(flow_run_id: UUID) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["label-summary"]))
+        )
+    return next(a.data for a in found if a.flow_run_id == flow_run_id)
+
+
 def lines(path: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
@@ -133,6 +144,8 @@ def test_a_review_nobody_answers_times_out_and_loses_nothing(
     thread, states = start_label_run(params)
     thread.join(90)
     assert states and states[0].is_failed()
+    hint = summary_artifact(states[0].state_details.flow_run_id)
+    assert "3 drafts wait in" in hint and "ieflow review export" in hint and "limit 0" in hint
     assert [row["doc_id"] for row in lines(params.queue_path)] == ["r1", "r2", "r3"]
     assert [row["doc_id"] for row in lines(params.labels_path)] == ["r4"]
     # A second run drafts nothing new (limit 0) and offers the queue again.
