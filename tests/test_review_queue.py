@@ -182,3 +182,10 @@ def test_a_csv_without_the_accept_column_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="has no accept column"):
         import_review(out, SCHEMA, tmp_path / "labels.jsonl")
     assert out.read_text() == "doc_id,company\nr1,ACME\n"
+
+
+def test_a_field_named_like_a_csv_column_asks_for_jsonl(tmp_path: Path) -> None:
+    schema = {"type": "object", "properties": {"file": {"type": "string"}}}
+    with pytest.raises(ValueError, match="schema field 'file' has the name of a column"):
+        export_review(drafts(), schema, tmp_path / "review.csv")
+    assert export_review(drafts(), schema, tmp_path / "review.jsonl").exists()

@@ -167,7 +167,14 @@ def export_review(drafts: Sequence[DraftRecord], schema: dict[str, Any], out: st
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix == ".csv":
-        text = _csv_text(drafts, top_level_fields(schema))
+        fields = top_level_fields(schema)
+        clash = [name for name in fields if name in (*META_COLUMNS, ERROR_COLUMN)]
+        if clash:
+            raise ReviewFileError(
+                f"schema field {clash[0]!r} has the name of a column of the review CSV; "
+                "export to .jsonl instead"
+            )
+        text = _csv_text(drafts, fields)
     elif suffix in (".jsonl", ".ndjson"):
         text = "".join(
             json.dumps({**queue_row(d), "accept": False}, ensure_ascii=False) + "\n" for d in drafts
