@@ -264,11 +264,13 @@ def _mount_subcommands() -> None:
     from ieflow_cli.ingest import ingest_command
     from ieflow_cli.nightly import nightly_command
     from ieflow_cli.program import add_registry_commands  # the flows load inside each command
+    from ieflow_cli.review import review_app
     from ieflow_cli.split import split_command
 
     app.command("ingest")(ingest_command)
     app.command("split")(split_command)
     app.command("nightly")(nightly_command)
+    app.add_typer(review_app, name="review")
     add_registry_commands(program_app)  # list, show, register, promote, rollback
 
 
