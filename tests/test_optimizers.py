@@ -257,7 +257,7 @@ def test_finished_run_compiles_to_the_same_result(tmp_path: Path) -> None:
 
 
 def test_make_optimizer_knows_every_name(tmp_path: Path) -> None:
-    assert set(OPTIMIZERS) == {"gepa", "mipro", "simba", "bootstrap", "opro", "ape"}
+    assert set(OPTIMIZERS) == {"gepa", "mipro", "simba", "bootstrap", "opro", "ape", "spo"}
     for name in OPTIMIZERS:
         optimizer = make_optimizer(name, run_dir=tmp_path / name, reflection_model=ScriptedLM(stubborn))
         assert isinstance(optimizer, Optimizer) and optimizer.name == name

@@ -153,20 +153,28 @@ class JudgeScorer:
         return read_verdicts(response.text, fields)
 
     def _question(self, text: str, record: dict[str, Any]) -> dict[str, str]:
+        document, per_field = self.document_lines(text)
+        shown = record_lines(record, self.top_level, per_field)
+        lines = [*self.field_lines(), "", *document, "", "Record:", *shown]
+        return {"role": "user", "content": "\n".join(lines)}
+
+    def field_lines(self) -> list[str]:
+        """The schema's fields, one line each: name, type, description."""
         lines = ["Fields:"]
         for name, node in self.properties.items():
             kind = node.get("type", "value") if isinstance(node, dict) else "value"
             description = node.get("description", "") if isinstance(node, dict) else ""
             lines.append(f"- {name} ({kind}): {description}".rstrip(": "))
+        return lines
+
+    def document_lines(self, text: str) -> tuple[list[str], dict[str, list[int]]]:
+        """What the judge reads of `text`: all of it when short, else the numbered passages that
+        concern the fields (and per field the numbers of its passages)."""
         if count_tokens(text, self.lm.model) <= self.config.max_document_tokens:
-            shown = record_lines(record, self.top_level, {})
-            body = ["", "Document:", text.strip(), "", "Record:", *shown]
-        else:
-            passages, per_field = self.passages(text)
-            numbered = [f"[{i + 1}] {p.strip()}" for i, p in enumerate(passages)]
-            shown = record_lines(record, self.top_level, per_field)
-            body = ["", "Passages of the document:", *numbered, "", "Record:", *shown]
-        return {"role": "user", "content": "\n".join(lines + body)}
+            return ["Document:", text.strip()], {}
+        passages, per_field = self.passages(text)
+        numbered = [f"[{i + 1}] {p.strip()}" for i, p in enumerate(passages)]
+        return ["Passages of the document:", *numbered], per_field
 
     def passages(self, text: str) -> tuple[list[str], dict[str, list[int]]]:
         """A long document's passages that concern some field, in text order, and per field the

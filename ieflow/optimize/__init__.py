@@ -17,7 +17,7 @@ __all__ = [
 
 
 def make_optimizer(name: str, **kwargs: object) -> Optimizer:
-    """An optimizer by name: gepa (default), mipro, simba, bootstrap, opro, ape."""
+    """An optimizer by name: gepa (default), mipro, simba, bootstrap, opro, ape, spo."""
     from ieflow.optimize.registry import OPTIMIZERS
 
     try:

@@ -6,6 +6,7 @@ from ieflow.optimize.gepa import GEPA
 from ieflow.optimize.mipro import MIPROv2
 from ieflow.optimize.opro import OPRO
 from ieflow.optimize.simba import SIMBA
+from ieflow.optimize.spo import SPO
 
 OPTIMIZERS: dict[str, type] = {
     "gepa": GEPA,
@@ -14,4 +15,5 @@ OPTIMIZERS: dict[str, type] = {
     "bootstrap": BootstrapFewShot,
     "opro": OPRO,
     "ape": APE,
+    "spo": SPO,
 }
