@@ -196,7 +196,7 @@ def _with_evidence(record: dict, trace: Any, program: Any, parsed: Any) -> dict[
 @app.command()
 def optimize(
     dataset: str = typer.Option(None, help="Labelled folder: schema.json, labels.jsonl, documents/."),
-    optimizer: str = typer.Option(None, help="gepa (default), mipro, simba, bootstrap, opro or ape."),
+    optimizer: str = typer.Option(None, help="gepa (default), mipro, simba, bootstrap, opro, ape or spo."),
     max_metric_calls: int = typer.Option(
         None,
         help="Budget: examples evaluated by the optimizer "
@@ -206,6 +206,12 @@ def optimize(
     splits_path: str = typer.Option(None, help="splits.parquet from the split flow."),
     student_model: str = typer.Option(None, help="litellm name of the extraction model."),
     reflection_model: str = typer.Option(None, help="litellm name of the proposal model."),
+    judge_model: str = typer.Option(
+        None,
+        "--judge",
+        help="litellm name of a judge model: scores with it when the folder has no labels "
+        "(teacher labels are used, weighted by agreement); SPO's pairwise judge.",
+    ),
     api_base: str = typer.Option(None, help="Base URL of an OpenAI-compatible server."),
     api_key_env: str = typer.Option(None, help="Name of the environment variable holding the API key."),
     api_key_secret: str = typer.Option(None, help="Name of a Prefect Secret block holding the API key."),
