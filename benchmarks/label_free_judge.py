@@ -68,6 +68,31 @@ def field_agreement(pairs: list[tuple[str, bool, str]]) -> dict[str, Any]:
     return table
 
 
+def summarize(
+    dataset: str,
+    judge: JudgeScorer,
+    program: ExtractionProgram,
+    documents: int,
+    pairs: list[tuple[str, bool, str]],
+    started: float,
+) -> dict[str, Any]:
+    overall = sum(1 for _, right, verdict in pairs if right == (verdict == "correct")) / max(len(pairs), 1)
+    return {
+        "dataset": dataset,
+        "judge_model": judge.lm.model,
+        "seed_program": program.hash,
+        "documents": documents,
+        "field_verdicts": len(pairs),
+        "agreement": overall,
+        "unsure": sum(1 for *_, verdict in pairs if verdict == "unsure"),
+        "per_field": field_agreement(pairs),
+        "judge_requests": judge.calls,
+        "judge_usage": judge.lm.usage.to_dict(),
+        "wall_s": time.time() - started,
+        "code_version": CODE_VERSION,
+    }
+
+
 def run(dataset: str, docs: int, judge_model: str, max_input_tokens: int) -> dict[str, Any]:
     out = OUT / "label_free" / dataset
     out.mkdir(parents=True, exist_ok=True)
@@ -80,6 +105,7 @@ def run(dataset: str, docs: int, judge_model: str, max_input_tokens: int) -> dic
     judge = JudgeScorer(schema, JudgeConfig(model=judge_model))
     pairs: list[tuple[str, bool, str]] = []
     reasons: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {}
     for example, result in zip(examples, results, strict=True):
         gold = gold_scorer.score(result.record, example.gold)
         verdicts = judge.verdicts(example.text, result.record)
@@ -87,24 +113,11 @@ def run(dataset: str, docs: int, judge_model: str, max_input_tokens: int) -> dic
             right, verdict = gold.fields[name].score >= 1.0 - 1e-9, verdicts[name]
             pairs.append((name, right, verdict.verdict))
             reasons.append({"doc_id": example.doc_id, "field": name, "gold_right": right} | vars(verdict))
-        print(f"[{dataset}] {example.doc_id}: {[(p[0], p[1], p[2]) for p in pairs[-len(verdicts) :]]}")
-    overall = sum(1 for _, right, verdict in pairs if right == (verdict == "correct")) / max(len(pairs), 1)
-    summary = {
-        "dataset": dataset,
-        "judge_model": judge_model,
-        "seed_program": program.hash,
-        "documents": len(examples),
-        "field_verdicts": len(pairs),
-        "agreement": overall,
-        "unsure": sum(1 for *_, verdict in pairs if verdict == "unsure"),
-        "per_field": field_agreement(pairs),
-        "judge_requests": judge.calls,
-        "judge_usage": judge.lm.usage.to_dict(),
-        "wall_s": time.time() - started,
-        "code_version": CODE_VERSION,
-    }
-    (out / "judge_agreement.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "judge_verdicts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reasons))
+        print(f"[{dataset}] {example.doc_id}: {pairs[-len(verdicts) :]}", flush=True)
+        # Written after every document: a run cut short still leaves its figure so far.
+        summary = summarize(dataset, judge, program, len(reasons) // len(verdicts), pairs, started)
+        (out / "judge_agreement.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (out / "judge_verdicts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reasons))
     return summary
 
 
