@@ -174,3 +174,18 @@ def test_label_source_names() -> None:
     assert label_source_name(gold) == "gold"
     assert label_source_name(teacher) == "silver (teacher, weighted by agreement)"
     assert label_source_name([gold[0], teacher[1]]).startswith("gold and silver (1 gold/human, 1 teacher")
+
+
+def test_judge_agreement_counts_per_field() -> None:
+    from benchmarks.label_free_judge import field_agreement
+
+    pairs = [("date", True, "correct"), ("date", False, "correct"), ("date", False, "unsure")]
+    pairs += [("total", True, "wrong")]
+    table = field_agreement(pairs)
+    assert table["date"]["n"] == 3 and table["date"]["agreement"] == pytest.approx(2 / 3)
+    assert table["date"]["counts"] == {
+        "gold_right/judge_correct": 1,
+        "gold_wrong/judge_correct": 1,
+        "gold_wrong/judge_unsure": 1,
+    }
+    assert table["total"]["agreement"] == 0.0

@@ -37,6 +37,7 @@ class PairVerdict:
     winner: str  # one of WINNERS
     reason: str
     calls: int  # judge requests it took (2 after a repair turn)
+    cost_usd: float = 0.0
 
 
 def read_pair_verdict(text: str) -> tuple[str, str] | str:
@@ -78,15 +79,16 @@ class PairwiseJudge:
             f"Record B: {json.dumps(second, ensure_ascii=False)}",
         ]
         messages = [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
+        self._cost = 0.0
         answer = self._ask(messages)
         if isinstance(answer, tuple):
-            return PairVerdict(*answer, calls=1)
+            return PairVerdict(*answer, calls=1, cost_usd=self._cost)
         repair = f"Your answer could not be used ({answer}). Answer again with JSON only."
         retry = [*messages, {"role": "assistant", "content": self._last}, {"role": "user", "content": repair}]
         again = self._ask(retry)
         if isinstance(again, tuple):
-            return PairVerdict(*again, calls=2)
-        return PairVerdict("tie", f"the judge's answer was unusable twice: {again}", calls=2)
+            return PairVerdict(*again, calls=2, cost_usd=self._cost)
+        return PairVerdict("tie", f"the judge's answer was unusable twice: {again}", 2, self._cost)
 
     def _ask(self, messages: list[dict]) -> tuple[str, str] | str:
         self._last = ""
@@ -95,4 +97,5 @@ class PairwiseJudge:
         except LMError as exc:
             return f"the judge model failed: {exc.reason}"
         self._last = response.text
+        self._cost += response.cost_usd
         return read_pair_verdict(response.text)

@@ -176,6 +176,7 @@ class SPO(Optimizer):
                 vote = _vote(verdict.winner, candidate_first)
                 pending.comparisons.append(Comparison(example.doc_id, candidate_first, vote, verdict.reason))
                 state.judge_calls += verdict.calls
+                run.tracker.optimizer_cost_usd += verdict.cost_usd  # the judge's dollars are the optimizer's
                 run.checkpoint()
         taken = documents_taken(pending)
         pending.won = taken["candidate"] > taken["incumbent"]
