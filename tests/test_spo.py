@@ -182,3 +182,23 @@ def test_crash_in_the_middle_of_judging_resumes_without_spending_twice(tmp_path:
 
 def test_spo_is_registered() -> None:
     assert isinstance(make_optimizer("spo", judge_model=ScriptedLM(fair_judge)), SPO)
+
+
+def test_an_unusable_pairwise_answer_is_asked_again_then_a_tie_with_the_reason() -> None:
+    from ieflow.labelfree.pairwise import PairwiseJudge, read_pair_verdict
+    from tests.support.receipts import SCHEMA
+
+    assert read_pair_verdict('{"winner": "C", "reason": "x"}') == "winner 'C' is not one of A, B, tie"
+    assert read_pair_verdict('{"winner": "B", "reason": "B has the total"}') == ("B", "B has the total")
+    answers = iter(["B is better", '{"winner": "B", "reason": "B has the total"}'])
+    judge = PairwiseJudge(SCHEMA, lm=ScriptedLM(lambda m, p: next(answers), "scripted/judge"))
+    verdict = judge.compare("Acme 1\nTOTAL: 10.50", {"total": None}, {"total": 10.5})
+    assert (verdict.winner, verdict.reason, verdict.calls) == ("B", "B has the total", 2)
+    repair = judge.lm.calls[1]
+    assert repair[-2] == {"role": "assistant", "content": "B is better"}
+    assert "could not be used (not JSON" in repair[-1]["content"]
+    never = PairwiseJudge(SCHEMA, lm=ScriptedLM(lambda m, p: "no", "scripted/judge"))
+    verdict = never.compare("Acme 1", None, None)
+    assert verdict.winner == "tie" and verdict.reason.startswith(
+        "the judge's answer was unusable twice: not JSON"
+    )

@@ -79,23 +79,20 @@ class PairwiseJudge:
             f"Record B: {json.dumps(second, ensure_ascii=False)}",
         ]
         messages = [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
-        self._cost = 0.0
-        answer = self._ask(messages)
+        text, answer, cost = self._ask(messages)
         if isinstance(answer, tuple):
-            return PairVerdict(*answer, calls=1, cost_usd=self._cost)
+            return PairVerdict(*answer, calls=1, cost_usd=cost)
         repair = f"Your answer could not be used ({answer}). Answer again with JSON only."
-        retry = [*messages, {"role": "assistant", "content": self._last}, {"role": "user", "content": repair}]
-        again = self._ask(retry)
+        retry = [*messages, {"role": "assistant", "content": text}, {"role": "user", "content": repair}]
+        _, again, more = self._ask(retry)
         if isinstance(again, tuple):
-            return PairVerdict(*again, calls=2, cost_usd=self._cost)
-        return PairVerdict("tie", f"the judge's answer was unusable twice: {again}", 2, self._cost)
+            return PairVerdict(*again, calls=2, cost_usd=cost + more)
+        return PairVerdict("tie", f"the judge's answer was unusable twice: {again}", 2, cost + more)
 
-    def _ask(self, messages: list[dict]) -> tuple[str, str] | str:
-        self._last = ""
+    def _ask(self, messages: list[dict]) -> tuple[str, tuple[str, str] | str, float]:
+        """(the answer's text, its verdict or why it is unusable, what it cost)."""
         try:
             response = self.lm.complete(messages, response_schema=ANSWER_SCHEMA)
         except LMError as exc:
-            return f"the judge model failed: {exc.reason}"
-        self._last = response.text
-        self._cost += response.cost_usd
-        return read_pair_verdict(response.text)
+            return "", f"the judge model failed: {exc.reason}", 0.0
+        return response.text, read_pair_verdict(response.text), response.cost_usd

@@ -30,7 +30,7 @@ from ieflow.labelfree.pairwise import PairwiseJudge
 from ieflow.lm import LMClient
 from ieflow.longdoc import head
 from ieflow.optimize.base import Optimizer, OptimizerRun
-from ieflow.optimize.candidates import CandidatePool
+from ieflow.optimize.candidates import Candidate, CandidatePool
 from ieflow.optimize.checks import ProposalCheck
 from ieflow.optimize.edits import propose_text, with_instruction
 from ieflow.optimize.evaluator import Budget, ExampleResult
@@ -59,7 +59,7 @@ class IncumbentPool(CandidatePool):
         super().__init__(pool.candidates, pool.best_step)
         self.state = state
 
-    def best(self) -> Any:
+    def best(self) -> Candidate:
         if self.candidates and self.state.incumbent < len(self.candidates):
             return self.candidates[self.state.incumbent]
         return super().best()
