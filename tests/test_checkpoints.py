@@ -31,7 +31,8 @@ from tests.test_optimizers import clear_stop, data, make
 
 FIXTURES = Path(__file__).parent / "fixtures" / "checkpoints_v1"
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks" / "results"
-NAMES = sorted(OPTIMIZERS)
+# The optimizers that wrote version-1 checkpoints (SPO came later: it never wrote one).
+NAMES = ["ape", "bootstrap", "gepa", "mipro", "opro", "simba"]
 
 
 def _runner(name: str, run_dir: Path, steps: int | None = None):
