@@ -23,10 +23,12 @@ from ieflow.optimize.opro import OPRO, OPROConfig
 from ieflow.optimize.prompts import error_summary
 from ieflow.optimize.registry import OPTIMIZERS
 from ieflow.optimize.simba import SIMBA, SIMBAConfig, hardest, variants
+from ieflow.optimize.spo import SPO, SPOConfig
 from ieflow.program import ExtractionProgram, Trace
 from ieflow.scoring import Scorer
 from tests.support.scripted_lm import ScriptedLM
 from tests.test_gepa import make_examples, seed_program
+from tests.test_spo import fair_judge
 
 FIX = "Dates are printed day-first (DD/MM/YYYY); write them as YYYY-MM-DD."
 VAGUE = "Read every field carefully and answer with the JSON record."
@@ -107,6 +109,13 @@ def rule_reflector(messages: list[dict], params: dict) -> str:
     return "Copy the value exactly as printed."
 
 
+def judged_proposer(messages: list[dict], params: dict) -> str:
+    """SPO: writes the fix once the judge's reasons say the dates are swapped."""
+    if "day and month swapped" in messages[-1]["content"]:
+        return FIX
+    return f"Extract every field exactly as printed, attempt {params['seed']}."
+
+
 def stubborn(messages: list[dict], params: dict) -> str:
     return f"Read the field carefully from the document, attempt {params.get('seed', 0)}."
 
@@ -119,6 +128,7 @@ CONFIGS: dict[str, Callable[[int | None], Any]] = {
     "bootstrap": lambda steps: BootstrapConfig(num_candidates=5, max_steps=steps),
     "opro": lambda steps: OPROConfig(score_size=4, max_steps=steps),
     "ape": lambda steps: APEConfig(num_candidates=3, minibatch_size=4, max_steps=steps),
+    "spo": lambda steps: SPOConfig(sample_size=3, max_steps=steps),
 }
 CLASSES: dict[str, type[Optimizer]] = {
     "mipro": MIPROv2,
@@ -126,6 +136,7 @@ CLASSES: dict[str, type[Optimizer]] = {
     "bootstrap": BootstrapFewShot,
     "opro": OPRO,
     "ape": APE,
+    "spo": SPO,
 }
 # The student and proposal model for which each optimizer can find the fix.
 TASKS: dict[str, tuple[Callable, Callable]] = {
@@ -134,6 +145,7 @@ TASKS: dict[str, tuple[Callable, Callable]] = {
     "bootstrap": (picky_student, stubborn),
     "opro": (rule_student, history_proposer),
     "ape": (rule_student, inducing_proposer),
+    "spo": (rule_student, judged_proposer),
 }
 
 
@@ -145,12 +157,15 @@ def make(
     proposer: Callable | None = None,
 ) -> Optimizer:
     task_student, task_proposer = TASKS[name]
+    # SPO's pairwise judge (scripted, as the other models are; it reads dates day-first)
+    judge = {"judge_model": ScriptedLM(fair_judge, "scripted/judge")} if name == "spo" else {}
     return CLASSES[name](
         CONFIGS[name](steps),
         run_dir=run_dir,
         reflection_model=ScriptedLM(proposer or task_proposer, "scripted/proposer"),
         student_client=ScriptedLM(student or task_student),
         seed=3,
+        **judge,
     )
 
 

@@ -40,7 +40,7 @@ def fair_judge(messages: list[dict], params: dict) -> str:
     right = f"2021-{month}-{day}"
     a = json.loads(re.search(r"^Record A: (.*)$", question, re.M).group(1))
     b = json.loads(re.search(r"^Record B: (.*)$", question, re.M).group(1))
-    a_ok, b_ok = a["date"] == right, b["date"] == right
+    a_ok, b_ok = (a or {}).get("date") == right, (b or {}).get("date") == right
     if a_ok == b_ok:
         reason = "Both records agree." if a_ok else SWAPPED.format(side="A and B")
         return json.dumps({"winner": "tie", "reason": reason})
