@@ -122,6 +122,9 @@ def test_metric_and_judge_calls_are_counted_apart_and_share_the_budget(tmp_path:
     assert usage["judge_calls"] == sum(len(r["comparisons"]) for r in rounds)  # no repair turns here
     assert usage["judge_calls"] == len(_judge_lm(optimizer).calls) > 0
     assert usage["budget_calls"] == usage["metric_calls"] + usage["judge_calls"]
+    judged = [h for h in result.history if h["event"] == "judged"]  # the run log has both counts
+    assert [h["judge_calls"] for h in judged] == [6 * (i + 1) for i in range(len(judged))]
+    assert judged[-1]["metric_calls"] <= usage["metric_calls"] and not any(h["won"] for h in judged)
     assert usage["budget_calls"] <= 40 + optimizer.slack_calls()
     assert "budget" in result.stop_reason
 

@@ -36,7 +36,7 @@ from ieflow.optimize.edits import propose_text, with_instruction
 from ieflow.optimize.evaluator import Budget, ExampleResult
 from ieflow.optimize.prompts import SYSTEM, field_list
 from ieflow.optimize.result import OptimizationResult
-from ieflow.optimize.run_log import InstructionScored, Rejected
+from ieflow.optimize.run_log import PairsJudged, Rejected
 from ieflow.optimize.state import Comparison, SPORound, SPOState
 from ieflow.program import INSTRUCTION, ExtractionProgram
 
@@ -180,16 +180,15 @@ class SPO(Optimizer):
                 run.checkpoint()
         taken = documents_taken(pending)
         pending.won = taken["candidate"] > taken["incumbent"]
-        share = taken["candidate"] / max(len(pending.doc_ids), 1)
-        run.emit(
-            InstructionScored(
-                component_name=INSTRUCTION,
-                text=pending.text,
-                score=share,
-                improved=pending.won,
-                round=run.step,
-            )
+        judged = PairsJudged(
+            text=pending.text,
+            documents=len(pending.doc_ids),
+            candidate_took=taken["candidate"],
+            incumbent_took=taken["incumbent"],
+            won=pending.won,
+            judge_calls=state.judge_calls,
         )
+        run.emit(judged)
 
     def _promote_won(self, run: OptimizerRun[SPOState]) -> bool:
         """Make the last round's winner the incumbent (after its validation pass); False if none."""
