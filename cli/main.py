@@ -204,7 +204,7 @@ def optimize(
     optimizer: str = typer.Option(
         None,
         help="gepa (default), mipro, simba, bootstrap, opro, ape, textgrad, "
-        "evoprompt (GA), evoprompt-de (DE), promptbreeder or promptagent.",
+        "evoprompt (GA), evoprompt-de (DE), promptbreeder, promptagent or spo (no labels: with --judge).",
     ),
     max_metric_calls: int = typer.Option(
         None,
@@ -215,6 +215,12 @@ def optimize(
     splits_path: str = typer.Option(None, help="splits.parquet from the split flow."),
     student_model: str = typer.Option(None, help="litellm name of the extraction model."),
     reflection_model: str = typer.Option(None, help="litellm name of the proposal model."),
+    judge_model: str = typer.Option(
+        None,
+        "--judge",
+        help="litellm name of a judge model: scores with it when the folder has no labels "
+        "(teacher labels are used, weighted by agreement); SPO's pairwise judge.",
+    ),
     api_base: str = typer.Option(None, help="Base URL of an OpenAI-compatible server."),
     api_key_env: str = typer.Option(None, help="Name of the environment variable holding the API key."),
     api_key_secret: str = typer.Option(None, help="Name of a Prefect Secret block holding the API key."),

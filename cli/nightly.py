@@ -30,11 +30,14 @@ def nightly_command(
     optimizer: str = typer.Option(
         None,
         help="gepa (default), mipro, simba, bootstrap, opro, ape, textgrad, "
-        "evoprompt (GA), evoprompt-de (DE), promptbreeder or promptagent.",
+        "evoprompt (GA), evoprompt-de (DE), promptbreeder, promptagent or spo (no labels: with --judge).",
     ),
     max_metric_calls: int = typer.Option(None, help="Optimizer budget per program."),
     max_wall_minutes: float = typer.Option(None, help="Optimizer wall-time budget per program."),
     reflection_model: str = typer.Option(None, help="litellm name of the proposal model."),
+    judge_model: str = typer.Option(
+        None, "--judge", help="litellm name of a judge model (SPO's judge; scores a folder with no labels)."
+    ),
     max_val: int = typer.Option(None, help="Use at most this many validation examples."),
     max_test: int = typer.Option(None, help="Use at most this many held-out examples."),
     work_dir: str = typer.Option(None, help="Folder for optimizer runs and ledgers."),

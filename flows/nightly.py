@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 
 from ieflow import config
 from ieflow.champion import Policy, Scorecard, data_fingerprint, decide, label_snapshot, new_labels
+from ieflow.labelfree.sources import gold_examples
 from ieflow.optimize.split_scoring import load_split_examples, score_outside_budget
 from ieflow.program import ExtractionProgram
 from ieflow.registry import ProgramVersion, Registry, RegistryError, now
@@ -88,6 +89,11 @@ class NightlyParams(BaseModel):
     optimizer: OptimizerName = Field("gepa", description="Which optimizer builds the challenger.")
     max_metric_calls: int = Field(100, ge=1, description="Optimizer budget per program (examples evaluated).")
     max_wall_minutes: float | None = Field(None, gt=0, description="Optimizer wall-time budget per program.")
+    judge_model: str | None = Field(
+        None,
+        description="litellm name of a judge model: SPO's pairwise judge, and the scorer of a folder "
+        "with no labels (teacher labels are used, weighted by agreement).",
+    )
     reflection_model: str = Field(
         config.DEFAULT_REFLECTION_MODEL, description="litellm name of the proposal model."
     )
@@ -216,6 +222,8 @@ def optimize_challenger(
     """Run the `optimize` flow from the champion (with its lesson log) in a folder named by what it
     depends on; raises when the optimization failed (the review fails with it)."""
     settings = params.model_dump(include=RUN_SETTINGS)
+    if params.judge_model:  # only then: runs without a judge keep the folders they had
+        settings["judge_model"] = params.judge_model
     run_dir = Path(params.work_dir) / name / run_key(champion.hash, data_fingerprint(snapshot), settings)
     run_dir.mkdir(parents=True, exist_ok=True)
     champion_path = run_dir / "champion.json"
@@ -229,6 +237,7 @@ def optimize_challenger(
             max_metric_calls=params.max_metric_calls,
             max_wall_minutes=params.max_wall_minutes,
             reflection_model=params.reflection_model,
+            judge_model=params.judge_model,
             max_val=params.max_val,
             max_test=params.max_test,
             output_dir=str(run_dir),
@@ -260,7 +269,7 @@ def holdout_scorecards(
     """Both programs on the same held-out (test) documents. The optimize flow scored both there
     already, into the same ledger, so this normally reads results back without a model call."""
     _, splits = load_split_examples(dataset, splits_path=splits_path, seed=seed, limits={"test": max_test})
-    test = splits["test"]
+    test = gold_examples(splits["test"]) or splits["test"]  # gold wherever any exists
     doc_ids = sorted(ex.doc_id for ex in test)
     champion_card, challenger_card = (
         Scorecard.from_score(score_outside_budget(program, test, ledger), doc_ids)

@@ -16,12 +16,16 @@ from pydantic import BaseModel, Field
 
 from ieflow import config
 from ieflow.datasets import Example
+from ieflow.errors import ConfigError
+from ieflow.labelfree.judge import JudgeConfig, JudgeScorer
+from ieflow.labelfree.sources import ScoringChoice, has_labels, report_examples, unlabelled_splits
 from ieflow.lm import LMClient
 from ieflow.optimize import Budget, make_optimizer
 from ieflow.optimize.base import OptimizationResult
 from ieflow.optimize.split_scoring import load_split_examples
 from ieflow.program import ExtractionProgram
 from ieflow.report import write_optimization_outputs
+from ieflow.scoring.silver import label_source_name
 from ieflow_tasks.optimize import evaluate_as_task, score_program
 from ieflow_tasks.secrets import preflight, resolve_api_key
 
@@ -37,6 +41,7 @@ OptimizerName = Literal[
     "evoprompt-de",
     "promptbreeder",
     "promptagent",
+    "spo",
 ]
 
 
@@ -69,6 +74,11 @@ class OptimizeParams(BaseModel):
     )
     reflection_model: str = Field(
         config.DEFAULT_REFLECTION_MODEL, description="litellm name of the proposal model."
+    )
+    judge_model: str | None = Field(
+        None,
+        description="litellm name of a judge model: scores with it when the folder has no labels, "
+        "and is SPO's pairwise judge (default: the reflection model).",
     )
     api_base: str | None = Field(None, description="Base URL of an OpenAI-compatible server (student).")
     api_key_env: str | None = Field(
@@ -109,20 +119,23 @@ def optimize(params: OptimizeParams = OptimizeParams()) -> dict:
     out = Path(params.output_dir)
     check_config(params)  # bad schema, labels, model names or missing keys fail here, before any work
     student, reflection = model_clients(params)
-    schema, splits = load_split_examples(
-        params.dataset, splits_path=params.splits_path, seed=params.seed, limits=split_limits(params)
-    )
+    schema, splits, judge = load_examples(params)
     logger.info("examples: %s", {name: len(rows) for name, rows in splits.items()})
     seed_program = load_seed_program(params, schema)
+    test, reported_on = report_examples(splits["test"], params.judge_model)
+    choice = ScoringChoice(
+        judge.label if judge else label_source_name(splits["train"] + splits["val"]), reported_on
+    )
+    logger.info("labels: %s", choice.line())
     ledger = str(out / "test_evaluations.jsonl")
     baseline_val = _score(
-        seed_program, splits["val"], str(out / "val_evaluations.jsonl"), "baseline", student
+        seed_program, splits["val"], str(out / "val_evaluations.jsonl"), "baseline", student, judge
     )
-    baseline_test = _score(seed_program, splits["test"], ledger, "baseline", student)
+    baseline_test = _score(seed_program, test, ledger, "baseline", student, judge)
     logger.info("baseline: val %.3f, test %.3f", baseline_val["score"], baseline_test["score"])
-    result = run_optimizer(params, seed_program, splits, reflection, student)
-    optimized_test = _score(result.best_program, splits["test"], ledger, "optimized", student)
-    report = write_optimization_outputs(out, result, baseline_test, optimized_test)
+    result = run_optimizer(params, seed_program, splits, reflection, student, judge)
+    optimized_test = _score(result.best_program, test, ledger, "optimized", student, judge)
+    report = write_optimization_outputs(out, result, baseline_test, optimized_test, choice)
     create_markdown_artifact(report, key="optimization-report", description="baseline vs optimized on test")
     logger.info(
         "test %.3f -> %.3f; program written to %s",
@@ -141,17 +154,41 @@ def optimize(params: OptimizeParams = OptimizeParams()) -> dict:
 
 
 def check_config(params: OptimizeParams) -> None:
-    """Preflight both models, the schema and the labels (one clear line on the first problem)."""
+    """Preflight the models, the schema and the labels (one clear line on the first problem). A
+    folder with no labels needs a judge to score with."""
     dataset = Path(params.dataset)
+    labelled = has_labels(dataset)
+    if not labelled and params.judge_model is None:
+        raise ConfigError(
+            f"{dataset} has no labels: give a judge model to score with (--judge MODEL), "
+            "or label documents first (ieflow label)"
+        )
     preflight(
         params.student_model,
         params.api_base,
         params.api_key_env,
         dataset / "schema.json",
-        dataset / "labels.jsonl",
+        dataset / "labels.jsonl" if labelled else None,
         api_key_secret=params.api_key_secret,
     )
     preflight(params.reflection_model)
+    if params.judge_model is not None:
+        preflight(params.judge_model)
+
+
+def load_examples(
+    params: OptimizeParams,
+) -> tuple[dict[str, Any], dict[str, list[Example]], JudgeScorer | None]:
+    """(schema, splits, the judge scorer or None): the labelled splits (gold and silver), or, in a
+    folder with no labels, its documents with empty records and the judge to score them."""
+    limits = split_limits(params)
+    if has_labels(params.dataset):
+        schema, splits = load_split_examples(
+            params.dataset, splits_path=params.splits_path, seed=params.seed, limits=limits
+        )
+        return schema, splits, None
+    schema, splits = unlabelled_splits(params.dataset, seed=params.seed, limits=limits)
+    return schema, splits, JudgeScorer(schema, JudgeConfig(model=str(params.judge_model)))
 
 
 def split_limits(params: OptimizeParams) -> dict[str, int | None]:
@@ -171,6 +208,7 @@ def run_optimizer(
     splits: dict[str, list[Example]],
     reflection: str | LMClient,
     student: LMClient | None,
+    judge: JudgeScorer | None = None,
 ) -> OptimizationResult:
     """The optimizer on train/val within the budget, each evaluation a task run; a progress
     artifact follows the metric calls spent."""
@@ -186,6 +224,10 @@ def run_optimizer(
             progress, min(100.0, 100.0 * event["metric_calls"] / params.max_metric_calls)
         )
 
+    # SPO's pairwise judge is the judge model when one is given (else the reflection model).
+    spo_judge = (
+        {"judge_model": params.judge_model} if params.optimizer == "spo" and params.judge_model else {}
+    )
     optimizer = make_optimizer(
         params.optimizer,
         run_dir=Path(params.output_dir) / params.optimizer,
@@ -194,6 +236,8 @@ def run_optimizer(
         student_client=student,
         on_event=on_event,
         evaluate_hook=evaluate_as_task,
+        scorer=judge,
+        **spo_judge,
     )
     result = optimizer.compile(seed_program, splits["train"], splits["val"], budget)
     update_progress_artifact(progress, 100.0)
@@ -201,9 +245,14 @@ def run_optimizer(
 
 
 def _score(
-    program: ExtractionProgram, examples: list[Example], ledger: str, label: str, client: LMClient | None
+    program: ExtractionProgram,
+    examples: list[Example],
+    ledger: str,
+    label: str,
+    client: LMClient | None,
+    judge: JudgeScorer | None,
 ) -> dict[str, Any]:
-    return score_program(program, examples, ledger, label, len(examples), client)
+    return score_program(program, examples, ledger, label, len(examples), client, judge)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ieflow.labelfree.sources import ScoringChoice
 from ieflow.optimize.base import OptimizationResult
 from ieflow.uncertainty import paired_interval
 
@@ -46,14 +47,18 @@ def optimization_markdown(
     baseline_test: dict[str, Any],
     optimized_test: dict[str, Any],
     plot_path: str | None,
+    scoring: ScoringChoice | None = None,
 ) -> str:
-    """The optimize flow's report: test scores per field, cost per document, lineage, the front."""
+    """The optimize flow's report: which labels it used, test scores per field, cost per document,
+    lineage, the front."""
     lines = [
         f"# Optimization report: {result.best_program.name} ({result.optimizer})",
         "",
         f"**Test score** {baseline_test['score']:.3f} → **{optimized_test['score']:.3f}** "
         f"({optimized_test['score'] - baseline_test['score']:+.3f}); validation "
         f"{result.seed_score:.3f} → {result.best_score:.3f}. Stopped: {result.stop_reason}.",
+        "",
+        (scoring or ScoringChoice("gold", "gold")).line(),
         "",
         *_evidence_lines(result, baseline_test, optimized_test),
         "## Per field on the test set",
@@ -99,13 +104,14 @@ def _evidence_lines(
 
 def _own_cost_line(result: OptimizationResult) -> str:
     usage = result.usage
+    judged = f", {usage['judge_calls']:.0f} judge calls" if "judge_calls" in usage else ""
     dollars = (
         f", student ${usage['student_cost_usd']:.4f} + optimizer model ${usage['optimizer_cost_usd']:.4f}."
         if usage["student_cost_usd"] or usage["optimizer_cost_usd"]
         else " (local models: no dollar cost)."
     )
     return (
-        f"{usage['metric_calls']:.0f} metric calls, {len(result.candidates)} candidates, "
+        f"{usage['metric_calls']:.0f} metric calls{judged}, {len(result.candidates)} candidates, "
         f"{usage['wall_s'] / 60:.1f} min wall time" + dollars
     )
 
@@ -141,7 +147,11 @@ def _front_lines(result: OptimizationResult) -> list[str]:
 
 
 def write_optimization_outputs(
-    out: Path, result: OptimizationResult, baseline_test: dict[str, Any], optimized_test: dict[str, Any]
+    out: Path,
+    result: OptimizationResult,
+    baseline_test: dict[str, Any],
+    optimized_test: dict[str, Any],
+    scoring: ScoringChoice | None = None,
 ) -> str:
     """The optimize flow's files in `out`: program.json (the best program, its test scores in its
     metadata), pareto.png and report.md; returns the report."""
@@ -150,7 +160,7 @@ def write_optimization_outputs(
     best.metadata["baseline_test_score"] = baseline_test["score"]
     best.save(out / "program.json")
     plot = pareto_plot(result, out / "pareto.png")
-    report = optimization_markdown(result, baseline_test, optimized_test, str(plot))
+    report = optimization_markdown(result, baseline_test, optimized_test, str(plot), scoring)
     (out / "report.md").write_text(report)
     return report
 

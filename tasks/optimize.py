@@ -8,10 +8,12 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from ieflow.datasets import Example
+from ieflow.labelfree.sources import judge_outside_budget
 from ieflow.lm import LMClient
 from ieflow.optimize.evaluator import Evaluator, ExampleResult
 from ieflow.optimize.split_scoring import score_outside_budget
 from ieflow.program import ExtractionProgram
+from ieflow.scoring import ExampleScorer
 
 # Evaluations are cached by the optimizer run's own ledger (JSON lines keyed by program hash and
 # example), which also does the budget accounting and survives a crash; Prefect's result cache
@@ -60,5 +62,8 @@ def score_program(
     label: str,
     n_examples: int,
     client: LMClient | None = None,
+    judge: ExampleScorer | None = None,
 ) -> dict[str, Any]:
+    if judge is not None:  # no gold anywhere: the judge's view (the report says so)
+        return judge_outside_budget(program, examples, judge, ledger_path, client)
     return score_outside_budget(program, examples, ledger_path, client)

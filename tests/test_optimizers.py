@@ -26,12 +26,14 @@ from ieflow.optimize.promptbreeder import PromptBreeder, PromptBreederConfig
 from ieflow.optimize.prompts import error_summary
 from ieflow.optimize.registry import OPTIMIZERS
 from ieflow.optimize.simba import SIMBA, SIMBAConfig, hardest, variants
+from ieflow.optimize.spo import SPO, SPOConfig
 from ieflow.optimize.textgrad import TextGrad, TextGradConfig
 from ieflow.program import ExtractionProgram, Trace
 from ieflow.scoring import Scorer
 from tests.support.evolution_scripts import breeder_proposer, evo_proposer
 from tests.support.scripted_lm import ScriptedLM
 from tests.test_gepa import make_examples, seed_program
+from tests.test_spo import fair_judge
 
 FIX = "Dates are printed day-first (DD/MM/YYYY); write them as YYYY-MM-DD."
 VAGUE = "Read every field carefully and answer with the JSON record."
@@ -135,6 +137,13 @@ def analysing_proposer(messages: list[dict], params: dict) -> str:
     return f"Read the document carefully and extract every field, attempt {params['seed']}."
 
 
+def judged_proposer(messages: list[dict], params: dict) -> str:
+    """SPO: writes the fix once the judge's reasons say the dates are swapped."""
+    if "day and month swapped" in messages[-1]["content"]:
+        return FIX
+    return f"Extract every field exactly as printed, attempt {params['seed']}."
+
+
 def stubborn(messages: list[dict], params: dict) -> str:
     return f"Read the field carefully from the document, attempt {params.get('seed', 0)}."
 
@@ -152,6 +161,7 @@ CONFIGS: dict[str, Callable[[int | None], Any]] = {
     "promptbreeder": lambda steps: PromptBreederConfig(population_size=4, subset_size=4, max_steps=steps),
     "textgrad": lambda steps: TextGradConfig(minibatch_size=3, max_steps=steps),
     "promptagent": lambda steps: PromptAgentConfig(batch_size=3, reward_size=3, max_iterations=steps),
+    "spo": lambda steps: SPOConfig(sample_size=3, max_steps=steps),
 }
 CLASSES: dict[str, type[Optimizer]] = {
     "mipro": MIPROv2,
@@ -164,6 +174,7 @@ CLASSES: dict[str, type[Optimizer]] = {
     "promptbreeder": PromptBreeder,
     "textgrad": TextGrad,
     "promptagent": PromptAgent,
+    "spo": SPO,
 }
 # The student and proposal model for which each optimizer can find the fix.
 TASKS: dict[str, tuple[Callable, Callable]] = {
@@ -177,6 +188,7 @@ TASKS: dict[str, tuple[Callable, Callable]] = {
     "promptbreeder": (rule_student, breeder_proposer),
     "textgrad": (rule_student, critiquing_proposer),
     "promptagent": (rule_student, analysing_proposer),
+    "spo": (rule_student, judged_proposer),
 }
 
 
@@ -188,12 +200,15 @@ def make(
     proposer: Callable | None = None,
 ) -> Optimizer:
     task_student, task_proposer = TASKS[name]
+    # SPO's pairwise judge (scripted, as the other models are; it reads dates day-first)
+    judge = {"judge_model": ScriptedLM(fair_judge, "scripted/judge")} if name == "spo" else {}
     return CLASSES[name](
         CONFIGS[name](steps),
         run_dir=run_dir,
         reflection_model=ScriptedLM(proposer or task_proposer, "scripted/proposer"),
         student_client=ScriptedLM(student or task_student),
         seed=3,
+        **judge,
     )
 
 
@@ -302,7 +317,7 @@ def test_finished_run_compiles_to_the_same_result(tmp_path: Path) -> None:
 def test_make_optimizer_knows_every_name(tmp_path: Path) -> None:
     assert set(OPTIMIZERS) == {
         *("gepa", "mipro", "simba", "bootstrap", "opro", "ape"),
-        *("evoprompt", "evoprompt-de", "promptbreeder", "textgrad", "promptagent"),
+        *("evoprompt", "evoprompt-de", "promptbreeder", "textgrad", "promptagent", "spo"),
     }
     for name in OPTIMIZERS:
         optimizer = make_optimizer(name, run_dir=tmp_path / name, reflection_model=ScriptedLM(stubborn))

@@ -18,7 +18,7 @@ __all__ = [
 
 def make_optimizer(name: str, **kwargs: object) -> Optimizer:
     """An optimizer by name: gepa (default), mipro, simba, bootstrap, opro, ape, textgrad,
-    evoprompt (GA), evoprompt-de, promptbreeder, promptagent."""
+    evoprompt (GA), evoprompt-de, promptbreeder, promptagent, spo."""
     from ieflow.optimize.registry import OPTIMIZERS
 
     try:

@@ -49,7 +49,7 @@ from ieflow.optimize.run_log import (
 )
 from ieflow.optimize.state import NoState, OptimizerState
 from ieflow.program import ExtractionProgram
-from ieflow.scoring import Scorer
+from ieflow.scoring import ExampleScorer, Scorer
 
 log = logging.getLogger("ieflow.optimize")
 
@@ -299,7 +299,9 @@ class Optimizer(ABC):
         on_event: Callable[[dict[str, Any]], None] | None = None,
         listeners: Sequence[RunListener] = (),
         evaluate_hook: EvaluateHook | None = None,
+        scorer: ExampleScorer | None = None,
     ) -> None:
+        self.scorer = scorer  # None: the gold Scorer on the labels (silver weighted by agreement)
         self.run_dir = Path(run_dir) if run_dir else Path(tempfile.mkdtemp(prefix=f"ieflow-{self.name}-"))
         self.seed = seed
         if isinstance(reflection_model, LMClient):
@@ -331,7 +333,7 @@ class Optimizer(ABC):
         if self.on_event is not None:
             on_event = self.on_event
             listeners.append(lambda event: on_event(event.to_json()))
-        return OptimizerRun(
+        run: OptimizerRun[Any] = OptimizerRun(
             self.name,
             program,
             trainset,
@@ -346,6 +348,8 @@ class Optimizer(ABC):
             listeners=listeners,
             evaluate_hook=self.evaluate_hook,
         )
+        run.evaluator.scorer = self.scorer or run.evaluator.scorer  # a judge, when there are no labels
+        return run
 
     def compile(
         self,

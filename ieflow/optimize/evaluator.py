@@ -27,6 +27,7 @@ from ieflow.lm.pricing import is_local
 from ieflow.program import ExtractionProgram
 from ieflow.scoring import Scorer
 from ieflow.scoring.invented import invented_fields, with_nowhere
+from ieflow.scoring.silver import ExampleScorer, LabelScorer
 
 
 class BudgetExhausted(Exception):
@@ -165,7 +166,7 @@ class Evaluator:
 
     def __init__(
         self,
-        scorer: Scorer,
+        scorer: Scorer | ExampleScorer,
         tracker: BudgetTracker,
         *,
         ledger: Ledger | None = None,
@@ -173,7 +174,8 @@ class Evaluator:
         client: LMClient | None = None,
         error_retries: int = 1,
     ) -> None:
-        self.scorer = scorer
+        # A plain Scorer scores against the labels (weighted by agreement when they are silver).
+        self.scorer: ExampleScorer = LabelScorer(scorer) if isinstance(scorer, Scorer) else scorer
         self.tracker = tracker
         self.ledger = ledger if ledger is not None else Ledger(None)
         self.concurrency = concurrency
@@ -231,7 +233,7 @@ class Evaluator:
     ) -> ExampleResult:
         """The scorer's verdict on `record`; with the `program`, a wrong value printed nowhere in the
         document says so in its feedback (what an optimizer should fix differs)."""
-        scored = self.scorer.score(record, example.gold)
+        scored = self.scorer.score_example(example, record)
         invented = (
             invented_fields(scored, example.text, program.schema, program.formats) if program else set()
         )

@@ -9,6 +9,7 @@ from ieflow.optimize.opro import OPRO
 from ieflow.optimize.promptagent import PromptAgent
 from ieflow.optimize.promptbreeder import PromptBreeder
 from ieflow.optimize.simba import SIMBA
+from ieflow.optimize.spo import SPO
 from ieflow.optimize.textgrad import TextGrad
 
 OPTIMIZERS: dict[str, type] = {
@@ -23,4 +24,5 @@ OPTIMIZERS: dict[str, type] = {
     "promptbreeder": PromptBreeder,
     "textgrad": TextGrad,
     "promptagent": PromptAgent,
+    "spo": SPO,
 }

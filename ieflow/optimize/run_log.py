@@ -212,6 +212,29 @@ class Bootstrapped(RunEvent):
 
 
 @dataclass
+class PairsJudged(RunEvent):
+    """An SPO round: the candidate compared with the incumbent on the round's documents by the
+    pairwise judge (both orders); `judge_calls` is the run's total so far (metric calls are in the
+    entry's progress)."""
+
+    KIND: ClassVar[str] = "judged"
+    text: str
+    documents: int
+    candidate_took: int
+    incumbent_took: int
+    won: bool
+    judge_calls: int
+
+    @property
+    def component(self) -> str | None:
+        return "instruction"
+
+    @property
+    def label(self) -> str:
+        return "candidate won" if self.won else "incumbent kept"
+
+
+@dataclass
 class OtherEvent(RunEvent):
     """A history entry of a kind this code does not write (from an older checkpoint), kept as is."""
 
@@ -235,6 +258,7 @@ EVENT_TYPES: tuple[type[RunEvent], ...] = (
     SearchSpaceBuilt,
     TrialScored,
     Bootstrapped,
+    PairsJudged,
 )
 
 

@@ -262,9 +262,89 @@ class APEState:
         return cls.from_json(state.get("ape", {}))  # v1: {"ape": {"subset", "round", "attempts", "pool"}}
 
 
+# -- SPO -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Comparison:
+    """One pairwise judgement of a round: on `doc_id`, with the candidate shown first or second;
+    `vote` is "candidate", "incumbent" or "tie"."""
+
+    doc_id: str
+    candidate_first: bool
+    vote: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "doc_id": self.doc_id,
+            "candidate_first": self.candidate_first,
+            "vote": self.vote,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Comparison:
+        return cls(data["doc_id"], bool(data["candidate_first"]), data["vote"], data["reason"])
+
+
+@dataclass
+class SPORound:
+    """A round in flight or done: the candidate instruction, the training documents it is compared
+    on, the comparisons made so far, and (when done) whether the candidate won."""
+
+    step: int
+    text: str
+    doc_ids: list[str]
+    comparisons: list[Comparison] = field(default_factory=list)
+    won: bool | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "text": self.text,
+            "doc_ids": list(self.doc_ids),
+            "comparisons": [c.to_json() for c in self.comparisons],
+            "won": self.won,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SPORound:
+        comparisons = [Comparison.from_json(c) for c in data.get("comparisons", [])]
+        return cls(int(data["step"]), data["text"], list(data["doc_ids"]), comparisons, data.get("won"))
+
+
+@dataclass
+class SPOState:
+    incumbent: int = 0  # pool index of the incumbent program (the seed until a candidate wins)
+    judge_calls: int = 0  # pairwise judge requests recorded (repair turns count)
+    rounds: list[SPORound] = field(default_factory=list)  # the last one may be in flight
+    idle: int = 0  # rejected proposals in a row
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "incumbent": self.incumbent,
+            "judge_calls": self.judge_calls,
+            "rounds": [r.to_json() for r in self.rounds],
+            "idle": self.idle,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SPOState:
+        rounds = [SPORound.from_json(r) for r in data.get("rounds", [])]
+        return cls(
+            int(data.get("incumbent", 0)), int(data.get("judge_calls", 0)), rounds, int(data.get("idle", 0))
+        )
+
+    @classmethod
+    def from_v1(cls, state: dict[str, Any]) -> SPOState:
+        return cls.from_json(state.get("spo", {}))  # SPO came after v1: never in a v1 checkpoint
+
+
 __all__ = [
     "APEState",
     "BootstrapState",
+    "Comparison",
     "GEPAState",
     "MIPROState",
     "MinibatchPosition",
@@ -272,5 +352,7 @@ __all__ = [
     "OPROState",
     "OptimizerState",
     "SIMBAState",
+    "SPORound",
+    "SPOState",
     "ScoredInstruction",
 ]

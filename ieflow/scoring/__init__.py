@@ -22,12 +22,15 @@ from typing import Any
 from ieflow.scoring.compare import ERROR_KINDS, register_comparator
 from ieflow.scoring.kleister import KleisterScore, kleister_labels, kleister_score
 from ieflow.scoring.scorer import FieldScore, RecordScore, Scorer
+from ieflow.scoring.silver import ExampleScorer, LabelScorer
 
 __all__ = [
     "ERROR_KINDS",
     "Aggregate",
+    "ExampleScorer",
     "FieldScore",
     "KleisterScore",
+    "LabelScorer",
     "RecordScore",
     "Scorer",
     "aggregate",
