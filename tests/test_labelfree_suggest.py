@@ -132,7 +132,11 @@ def test_hints_reach_the_prompt_and_a_single_document_keeps_its_fields() -> None
 def test_item_fields_seen_in_half_the_lists_are_kept() -> None:
     amount = FieldProposal("amount", "number")
     note = FieldProposal("note", "string")
-    lists = [[FieldProposal("lines", "items", item_fields=(amount, note))], [FieldProposal("lines", "items", item_fields=(amount,))], [FieldProposal("lines", "items", item_fields=(amount,))]]  # fmt: skip
+    lists = [
+        [FieldProposal("lines", "items", item_fields=(amount, note))],
+        [FieldProposal("lines", "items", item_fields=(amount,))],
+        [FieldProposal("lines", "items", item_fields=(amount,))],
+    ]
     (lines,), _ = merge_proposals(lists, 2)
     assert [f.name for f in lines.item_fields] == ["amount"]
 
