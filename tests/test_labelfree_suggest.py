@@ -158,3 +158,31 @@ def test_an_empty_folder_is_a_clear_error(tmp_path: Path) -> None:
         load_documents(tmp_path)
     with pytest.raises(NoDocumentsError, match="neither a folder"):
         load_documents(tmp_path / "missing")
+
+
+def fake_proposer(body: dict[str, Any]) -> str:
+    return script(body["messages"], {"seed": body.get("seed")})
+
+
+def test_the_suggest_schema_flow_writes_the_schema_and_reports_the_support(
+    tmp_path: Path, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ieflow_flows.suggest_schema import SuggestSchemaParams
+    from ieflow_flows.suggest_schema import suggest_schema as suggest_flow
+    from ieflow_testing.fake_server import FakeLMServer
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for doc_id in ANSWERS:
+        (docs / f"{doc_id}.txt").write_text(f"{doc_id.upper()} document text")
+    out = tmp_path / "schema.json"
+    monkeypatch.setenv("OPENAI_API_KEY", "fake")
+    monkeypatch.setenv("IEFLOW_LM_CACHE", str(tmp_path / "cache"))
+    with FakeLMServer(answer=fake_proposer) as server:
+        monkeypatch.setenv("OPENAI_API_BASE", server.base_url)
+        params = SuggestSchemaParams(documents=str(docs), out=str(out), model=server.model_name("proposer"))
+        summary = suggest_flow(params)
+    assert summary["support"]["invoice_number"] == 3 and summary["dropped"] == {"cashier_name": 1}
+    written = load_schema(out)
+    assert set(written["properties"]) == set(summary["support"])
+    assert written["x-ieflow-suggested"]["support"] == summary["support"]
