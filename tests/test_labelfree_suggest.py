@@ -186,3 +186,23 @@ def test_the_suggest_schema_flow_writes_the_schema_and_reports_the_support(
     written = load_schema(out)
     assert set(written["properties"]) == set(summary["support"])
     assert written["x-ieflow-suggested"]["support"] == summary["support"]
+
+
+def test_documents_load_from_ingests_table_skipping_error_rows(tmp_path: Path) -> None:
+    import polars as pl
+
+    pl.DataFrame(
+        {
+            "doc_id": ["d1", "d2", "d3"],
+            "sha256": ["a" * 64, "b" * 64, None],
+            "file_name": ["one.pdf", "two.pdf", "three.pdf"],
+            "status": ["ok", "ok", "error"],
+            "error": [None, None, "encrypted PDF"],
+            "text": ["Invoice 1", "Invoice 2", ""],
+        }
+    ).write_parquet(tmp_path / "documents.parquet")
+    loaded = load_documents(tmp_path)  # a folder holding the table reads the table
+    assert sorted(ex.doc_id for ex in loaded.examples) == ["d1", "d2"]
+    assert {ex.source for ex in loaded.examples} == {"one.pdf", "two.pdf"}
+    assert [(s.source, s.reason) for s in loaded.skipped] == [("three.pdf", "encrypted PDF")]
+    assert load_documents(tmp_path / "documents.parquet", sample=1).examples[0].doc_id in {"d1", "d2"}
