@@ -34,12 +34,17 @@ from ieflow.longdoc import head
 from ieflow.program import ExtractionProgram
 from ieflow.schema import load_schema
 
+# Bounds on every list and text of the answer: the grammar then ends the answer in a few hundred
+# tokens, where an unbounded one let a small model run on until max_tokens cut it (and a cut answer
+# is asked again, twice the cost).
+_NAME = {"type": "string", "maxLength": 40}
+_TEXT = {"type": "string", "maxLength": 100}
 _ITEM_FIELD = {
     "type": "object",
     "properties": {
-        "name": {"type": "string"},
+        "name": _NAME,
         "type": {"type": "string", "enum": ["string", "number", "date"]},
-        "description": {"type": "string"},
+        "description": _TEXT,
     },
     "required": ["name", "type", "description"],
 }
@@ -48,15 +53,17 @@ ANSWER_SCHEMA: dict[str, Any] = {
     "properties": {
         "fields": {
             "type": "array",
+            "maxItems": 12,
             "items": {
                 "type": "object",
                 "properties": {
-                    "name": {"type": "string"},
+                    "name": _NAME,
                     "type": {"type": "string", "enum": list(PROPOSAL_TYPES)},
-                    "description": {"type": "string"},
-                    "example": {"type": ["string", "null"]},
-                    "options": {"type": "array", "items": {"type": "string"}},
-                    "item_fields": {"type": "array", "items": _ITEM_FIELD},
+                    "description": _TEXT,
+                    # anyOf, not a type list: llama.cpp's grammar drops maxLength from a type list
+                    "example": {"anyOf": [{"type": "string", "maxLength": 60}, {"type": "null"}]},
+                    "options": {"type": "array", "items": _NAME, "maxItems": 8},
+                    "item_fields": {"type": "array", "items": _ITEM_FIELD, "maxItems": 8},
                 },
                 "required": ["name", "type", "description", "example"],
             },
@@ -79,8 +86,8 @@ class SuggestConfig:
     model: str = config.DEFAULT_REFLECTION_MODEL
     hints: tuple[str, ...] = ()  # fields the user expects: the model is told to include them
     min_support: int | None = None  # documents that must propose a field; default: 2 (1 for one doc)
-    max_document_tokens: int = 1500  # the start of each document the model reads
-    max_answer_tokens: int = 700
+    max_document_tokens: int = 1200  # the start of each document the model reads
+    max_answer_tokens: int = 1000  # above what the bounded answer grammar allows
     title: str = "Record"
 
 
