@@ -206,3 +206,33 @@ def test_documents_load_from_ingests_table_skipping_error_rows(tmp_path: Path) -
     assert {ex.source for ex in loaded.examples} == {"one.pdf", "two.pdf"}
     assert [(s.source, s.reason) for s in loaded.skipped] == [("three.pdf", "encrypted PDF")]
     assert load_documents(tmp_path / "documents.parquet", sample=1).examples[0].doc_id in {"d1", "d2"}
+
+
+def test_ieflow_schema_suggest_writes_the_schema_and_names_what_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from ieflow_cli import main as cli
+    from ieflow_testing.fake_server import FakeLMServer
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for doc_id in ANSWERS:
+        (docs / f"{doc_id}.txt").write_text(f"{doc_id.upper()} document text")
+    (docs / "junk.txt").write_text("GARBAGE")
+    out = tmp_path / "schema.json"
+    monkeypatch.setenv("OPENAI_API_KEY", "fake")
+    monkeypatch.setenv("IEFLOW_LM_CACHE", str(tmp_path / "cache"))
+    with FakeLMServer(answer=fake_proposer) as server:
+        args = ["schema", "suggest", str(docs), "--out", str(out), "--fields", "total, due date"]
+        args += ["--model", server.model_name("proposer"), "--api-base", server.base_url]
+        monkeypatch.setattr(sys, "argv", ["ieflow", *args])
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main()
+    assert exit_info.value.code in (0, None)
+    captured = capsys.readouterr()
+    assert "5 fields suggested from 3 documents: invoice_number (3/3)" in captured.out
+    assert "no fields from" in captured.err and "no usable answer after 2 tries" in captured.err
+    schema = load_schema(out)
+    assert len(schema["x-ieflow-suggested"]["failed"]) == 1
