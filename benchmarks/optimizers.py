@@ -355,6 +355,17 @@ def per_field_lines(summary: dict) -> list[str]:
     return lines
 
 
+LABEL_FREE_HEADING = "## Label-free path"
+
+
+def _label_free_section(doc: Path) -> str:
+    """The label-free section (benchmarks/label_free.py writes its tables): kept when this report
+    rewrites the rest of the page."""
+    text = doc.read_text(encoding="utf-8") if doc.exists() else ""
+    start = text.find(LABEL_FREE_HEADING)
+    return text[start:] if start >= 0 else ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -372,7 +383,9 @@ def main() -> None:
     if args.report:
         text = report()
         (ROOT / "docs").mkdir(exist_ok=True)
-        (ROOT / "docs" / "benchmarks.md").write_text(text + "\n")
+        doc = ROOT / "docs" / "benchmarks.md"
+        kept = _label_free_section(doc)
+        doc.write_text(text + "\n" + (f"\n{kept}" if kept else ""))
         print(text)
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

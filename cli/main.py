@@ -268,6 +268,7 @@ def models_list() -> None:
 
 def _mount_subcommands() -> None:
     from ieflow_cli.ingest import ingest_command
+    from ieflow_cli.labelfree import label_command, schema_app
     from ieflow_cli.nightly import nightly_command
     from ieflow_cli.program import add_registry_commands  # the flows load inside each command
     from ieflow_cli.review import review_app
@@ -277,6 +278,8 @@ def _mount_subcommands() -> None:
     app.command("split")(split_command)
     app.command("nightly")(nightly_command)
     app.add_typer(review_app, name="review")
+    app.command("label")(label_command)
+    app.add_typer(schema_app, name="schema")
     add_registry_commands(program_app)  # list, show, register, promote, rollback
 
 

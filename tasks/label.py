@@ -14,9 +14,9 @@ from prefect.cache_policies import NO_CACHE
 
 from ieflow.datasets import Example
 from ieflow.labelfree import teacher
-from ieflow.labelfree.documents import unlabelled_examples
 from ieflow.labelfree.drafts import DraftRecord
 from ieflow.labelfree.review_queue import append_label_rows, write_review_queue
+from ieflow.labelfree.unlabelled import unlabelled_examples
 
 find_documents = task(unlabelled_examples, name="find-unlabelled-documents", cache_policy=NO_CACHE)
 write_labels = task(append_label_rows, name="append-label-rows", cache_policy=NO_CACHE)

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT = str(Path(sys.executable).parent / "prefect")
-DEPLOYMENTS = {"ingest", "split", "label", "optimize", "extract", "nightly", "benchmark"}
+DEPLOYMENTS = {"ingest", "split", "suggest_schema", "label", "optimize", "extract", "nightly", "benchmark"}
 PO = ROOT / "data" / "purchase_orders"
 LABELS = [json.loads(line) for line in (PO / "labels.jsonl").read_text().splitlines()]
 KEY_ENV = "IEFLOW_TEST_FAKE_KEY"  # the extract flow reads the key from the variable this names
