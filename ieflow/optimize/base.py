@@ -276,10 +276,6 @@ class OptimizerRun(Generic[S]):
             choice=choice,
         )
 
-    def lineage(self, index: int) -> list[dict[str, Any]]:
-        """The chain of changes from the seed to candidate `index` (first parent at each step)."""
-        return self.pool.lineage(index)
-
 
 class Optimizer(ABC):
     """Base of every optimizer. Subclasses implement `optimize(run)` and name their `State`;
