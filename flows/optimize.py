@@ -17,9 +17,10 @@ from pydantic import BaseModel, Field
 from ieflow import config
 from ieflow.datasets import Example
 from ieflow.lm import LMClient
-from ieflow.optimize import Budget, make_optimizer
+from ieflow.optimize import Budget, make_optimizer, tracking
 from ieflow.optimize.base import OptimizationResult
 from ieflow.optimize.split_scoring import load_split_examples
+from ieflow.optimize.tracking import log_outputs
 from ieflow.program import ExtractionProgram
 from ieflow.report import write_optimization_outputs
 from ieflow_tasks.optimize import evaluate_as_task, score_program
@@ -72,6 +73,11 @@ class OptimizeParams(BaseModel):
         "runs/optimize", description="Run folder: checkpoint, ledger, program.json, report."
     )
     seed: int = Field(0, description="Seeds the optimizer and the hash split.")
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        description="Log the run to MLflow at this URI (default: MLFLOW_TRACKING_URI; unset: off). "
+        "Needs the `mlflow` extra.",
+    )
 
 
 def model_clients(params: OptimizeParams) -> tuple[LMClient | None, str | LMClient]:
@@ -111,6 +117,12 @@ def optimize(params: OptimizeParams = OptimizeParams()) -> dict:
     result = run_optimizer(params, seed_program, splits, reflection, student)
     optimized_test = _score(result.best_program, splits["test"], ledger, "optimized", student)
     report = write_optimization_outputs(out, result, baseline_test, optimized_test)
+    log_outputs(
+        out / params.optimizer,
+        [out / "report.md", out / "pareto.png", out / "program.json"],
+        {"test": optimized_test, "baseline_test": baseline_test},
+        uri=params.mlflow_tracking_uri,
+    )
     create_markdown_artifact(report, key="optimization-report", description="baseline vs optimized on test")
     logger.info(
         "test %.3f -> %.3f; program written to %s",
@@ -140,6 +152,7 @@ def check_config(params: OptimizeParams) -> None:
         api_key_secret=params.api_key_secret,
     )
     preflight(params.reflection_model)
+    tracking.check(params.mlflow_tracking_uri)
 
 
 def split_limits(params: OptimizeParams) -> dict[str, int | None]:
@@ -182,6 +195,7 @@ def run_optimizer(
         student_client=student,
         on_event=on_event,
         evaluate_hook=evaluate_as_task,
+        tracking_uri=params.mlflow_tracking_uri,
     )
     result = optimizer.compile(seed_program, splits["train"], splits["val"], budget)
     update_progress_artifact(progress, 100.0)

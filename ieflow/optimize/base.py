@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Generic, TypeVar, cast
 from ieflow import config
 from ieflow.datasets import Example
 from ieflow.lm import LMClient, LMError
+from ieflow.optimize import tracking
 from ieflow.optimize.candidates import Candidate, CandidatePool
 from ieflow.optimize.checkpoint import Checkpoint, CheckpointError
 from ieflow.optimize.checks import copied_from_demos
@@ -295,6 +296,7 @@ class Optimizer(ABC):
         on_event: Callable[[dict[str, Any]], None] | None = None,
         listeners: Sequence[RunListener] = (),
         evaluate_hook: EvaluateHook | None = None,
+        tracking_uri: str | None = None,
     ) -> None:
         self.run_dir = Path(run_dir) if run_dir else Path(tempfile.mkdtemp(prefix=f"ieflow-{self.name}-"))
         self.seed = seed
@@ -309,6 +311,7 @@ class Optimizer(ABC):
         self.on_event = on_event  # gets each event as its history entry (JSON), e.g. for an artifact
         self.listeners = list(listeners)  # get each typed event (`RunListener`)
         self.evaluate_hook = evaluate_hook
+        self.tracking_uri = tracking.configured_uri(tracking_uri)  # None: no MLflow, not imported
 
     def slack_calls(self) -> int:
         """How far past the metric-call budget one step may go (one minibatch)."""
@@ -323,7 +326,7 @@ class Optimizer(ABC):
         self, program: ExtractionProgram, trainset: list[Example], valset: list[Example], budget: Budget
     ) -> OptimizerRun[Any]:
         """A fresh run, or the one checkpointed in `run_dir` (resumed)."""
-        listeners = [*self.listeners, PublishProgress(self.name)]
+        listeners = [*self.listeners, PublishProgress(self.name), *tracking.listeners(self, budget)]
         if self.on_event is not None:
             on_event = self.on_event
             listeners.append(lambda event: on_event(event.to_json()))
@@ -367,6 +370,7 @@ class Optimizer(ABC):
         run.checkpoint()
         result = run.result(self.settings())
         result.save(self.run_dir)
+        tracking.finish(self, result)
         return result
 
     @abstractmethod
