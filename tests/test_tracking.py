@@ -38,6 +38,12 @@ def logged_run(uri: str, run_dir: Path):
     return client, client.get_run(run_id)
 
 
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow writes a local store's artifacts under ./mlruns of the working directory."""
+    monkeypatch.chdir(tmp_path)
+
+
 def sqlite_store(tmp_path: Path) -> str:
     """A real local store (MLflow 3 keeps the `file:` store in maintenance mode; sqlite is its own
     recommended local backend)."""
