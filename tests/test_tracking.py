@@ -117,3 +117,35 @@ print("mlflow" in sys.modules, (run_dir / "mlflow_run.json").exists())
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split()[-2:] == ["False", "False"]
+
+
+@pytest.mark.slow
+def test_the_optimize_flow_logs_the_report_plot_and_test_scores(
+    prefect_harness, tmp_path, monkeypatch
+) -> None:
+    from ieflow_flows.optimize import OptimizeParams, optimize
+    from ieflow_testing.fake_server import FakeLMServer
+    from tests.support.receipts import fake_models
+    from tests.test_optimize_flow import write_dataset
+
+    write_dataset(tmp_path / "data", make_examples(16))
+    uri = sqlite_store(tmp_path)
+    with FakeLMServer(answer=fake_models) as server:
+        monkeypatch.setenv("OPENAI_API_BASE", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "fake-key")
+        params = OptimizeParams(
+            dataset=str(tmp_path / "data"),
+            student_model=server.model_name("student"),
+            reflection_model=server.model_name("reflector"),
+            max_metric_calls=30,
+            output_dir=str(tmp_path / "run"),
+            seed=1,
+            mlflow_tracking_uri=uri,
+        )
+        summary = optimize(params)
+    client, run = logged_run(uri, tmp_path / "run" / "gepa")
+    assert run.data.metrics["test.score"] == pytest.approx(summary["optimized_test"])
+    assert run.data.metrics["baseline_test.score"] == pytest.approx(summary["baseline_test"])
+    assert {"report.md", "pareto.png", "program.json", "result.json"} <= {
+        a.path for a in client.list_artifacts(run.info.run_id)
+    }
