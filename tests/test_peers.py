@@ -5,6 +5,7 @@ part is skipped, with the reason, when its library (the `bench` extra) is not in
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,93 @@ def test_a_resumed_gepa_library_run_reaches_the_same_program_without_asking_twic
     assert resumed.best_program.hash == whole.best_program.hash
     assert resumed.metric_calls == whole.metric_calls
     assert cut_calls + resumed_calls == whole_calls  # every document read once, over both sessions
+
+
+# -- DSPy ---------------------------------------------------------------------------------------------
+
+OUTPUT_FIELDS = re.compile(r"^\d+\. `(\w+)`", re.MULTILINE)
+
+
+def dspy_fields(messages: list[dict]) -> list[str]:
+    """The output fields a DSPy ChatAdapter prompt asks for (from its system message)."""
+    system = messages[0]["content"]
+    outputs = system.split("Your output fields are:", 1)[1] if "Your output fields are:" in system else ""
+    return OUTPUT_FIELDS.findall(outputs.split("All interactions will be structured", 1)[0])
+
+
+def dspy_answer(values: dict[str, object]) -> str:
+    lines = [f"[[ ## {name} ## ]]\n{value}" for name, value in values.items()]
+    return "\n\n".join([*lines, "[[ ## completed ## ]]"])
+
+
+def dspy_student(messages: list[dict], params: dict) -> str:
+    """The receipt student behind DSPy's prompt: dates month-first unless told "day-first"."""
+    document = messages[-1]["content"].split("[[ ## document ## ]]", 1)[1]
+    answer = json.loads(student_answer([messages[0], {"content": f"Document:{document}"}]))
+    return dspy_answer(answer)
+
+
+def dspy_proposer(messages: list[dict], params: dict) -> str:
+    """DSPy's proposal and reflection prompts: the day-first rule wherever an instruction is asked
+    for, and short text for every other field (gepa's plain prompt gets a fenced block)."""
+    fields = dspy_fields(messages)
+    if not fields:
+        return f"```\n{DAY_FIRST_RULE}\n```"
+    return dspy_answer({f: DAY_FIRST_RULE if "instruction" in f else "Receipts." for f in fields})
+
+
+def test_a_dspy_program_from_the_schema_answers_through_ieflows_client(tmp_path: Path) -> None:
+    import dspy
+
+    from benchmarks.peer_dspy import ScorerMetric, TokenMeter, dspy_examples, dspy_lm, signature
+
+    program = seed_program()
+    sig = signature(program)
+    assert list(sig.input_fields) == ["document"]
+    assert list(sig.output_fields) == ["company", "date", "total"]
+    assert sig.instructions == program.components["instruction"]
+    assert sig.output_fields["date"].json_schema_extra["desc"] == program.field_descriptions()["date"]
+    meter = TokenMeter()
+    client = ScriptedLM(dspy_student)
+    examples = make_examples(3)
+    with dspy.context(lm=dspy_lm(client, meter)):
+        predictions = [dspy.Predict(sig)(document=ex.document) for ex in dspy_examples(program, examples)]
+    assert len(client.calls) == 3 and meter.calls == 3
+    assert meter.prompt_tokens == sum(len(m["content"].split()) for call in client.calls for m in call)
+    metric = ScorerMetric(program)
+    scorer = Scorer(program.schema)
+    for ex, dex, pred in zip(examples, dspy_examples(program, examples), predictions, strict=True):
+        assert pred.company == ex.gold["company"] and pred.total == ex.gold["total"]
+        expected = scorer.score({k: pred[k] for k in ("company", "date", "total")}, ex.gold).score
+        assert metric(dex, pred) == pytest.approx(expected)
+    assert metric.calls == 3
+    feedback = ScorerMetric(program, with_feedback=True)(dspy_examples(program, examples)[1], predictions[1])
+    assert feedback.score < 1.0 and "date" in feedback.feedback
+
+
+def dspy_run(kind: str, run_dir: Path, budget: int):
+    from benchmarks.peer_dspy import optimize_with_dspy
+
+    student_lm, proposer = ScriptedLM(dspy_student), ScriptedLM(dspy_proposer, "scripted/proposer")
+    data = (make_examples(8), make_examples(6, offset=100))
+    run = optimize_with_dspy(kind, seed_program(), data, budget, run_dir, (student_lm, proposer))
+    return run, len(student_lm.calls)
+
+
+def test_dspy_gepa_finds_the_rule_with_ieflows_feedback_within_its_budget(tmp_path: Path) -> None:
+    from benchmarks.peer_dspy import instructions_of
+
+    run, _ = dspy_run("gepa", tmp_path / "run", 40)
+    assert run.val_seed is not None and run.val_seed < 0.9
+    assert run.val_best == pytest.approx(1.0)
+    assert "day-first" in instructions_of(run.module)
+    assert run.metric_calls <= 40 + 3
+
+
+def test_dspy_mipro_light_runs_on_the_same_program_and_counts_its_metric_calls(tmp_path: Path) -> None:
+    from benchmarks.peer_dspy import instructions_of
+
+    run, student_calls = dspy_run("mipro", tmp_path / "run", 40)
+    assert run.val_best == pytest.approx(1.0)
+    assert "day-first" in instructions_of(run.module) or run.module.demos
+    assert run.metric_calls >= 6 and student_calls >= 6
