@@ -268,9 +268,12 @@ def optimize_with_dspy(
     details = getattr(best, "detailed_results", None)
     scores = list(details.val_aggregate_scores) if details is not None else []
     trials = getattr(best, "candidate_programs", None)
+    # dspy.GEPA asks the metric again for feedback on examples it already ran: its own count is the
+    # examples evaluated (ieflow's metric call); MIPROv2 asks once per example run.
+    counted = getattr(details, "total_metric_calls", None)
     return DspyRun(
         module=best,
-        metric_calls=metric.calls,
+        metric_calls=counted if counted is not None else metric.calls,
         val_seed=scores[0] if scores else None,
         val_best=max(scores) if scores else getattr(best, "score", None),
         candidates=len(scores) if scores else (len(trials) if trials is not None else None),

@@ -134,7 +134,8 @@ def dspy_proposer(messages: list[dict], params: dict) -> str:
     fields = dspy_fields(messages)
     if not fields:
         return f"```\n{DAY_FIRST_RULE}\n```"
-    return dspy_answer({f: DAY_FIRST_RULE if "instruction" in f else "Receipts." for f in fields})
+    values = {f: DAY_FIRST_RULE if "instruction" in f else "Receipts." for f in fields}
+    return json.dumps(values) if "JSON" in messages[0]["content"] else dspy_answer(values)
 
 
 def test_a_dspy_program_from_the_schema_answers_through_ieflows_client(tmp_path: Path) -> None:
