@@ -30,6 +30,7 @@ from benchmarks.doc_costs import TraceLog, cost_summary, score_test  # noqa: E40
 from ieflow.datasets import Example, load_corpus  # noqa: E402
 from ieflow.optimize import Budget, make_optimizer  # noqa: E402
 from ieflow.optimize.split_scoring import load_split_examples  # noqa: E402
+from ieflow.optimize.tracking import log_outputs  # noqa: E402
 from ieflow.program import ExtractionProgram, LongDocStrategy  # noqa: E402
 
 # ../shared/datasets beside the checkout, or beside the folder of worktrees (as benchmarks/longdoc.py).
@@ -149,6 +150,7 @@ def run(
         optimizer = make_optimizer(name, run_dir=out / name, seed=0)
         result = optimizer.compile(program, splits["train"], splits["val"], Budget(max_metric_calls=budget))
         test = score_test(result.best_program, splits["test"], *test_ledgers(out))
+        log_outputs(out / name, [], {"test": test})  # to its MLflow run, when tracking is on
         earlier = summary.setdefault("optimizers", {}).get(name, {})
         if finished_earlier and earlier.get("code"):
             # A finished run, only re-read: it ran on the code recorded then, not on today's.
@@ -228,6 +230,8 @@ def unfinished_section(folder: Path) -> list[str]:
 def dataset_section(summary_path: Path) -> list[str]:
     """One dataset's tables: scores, cost per document, per-field scores, then its NOTES.md."""
     summary = json.loads(summary_path.read_text())
+    # The reference libraries' finished runs (benchmarks/peers.py), rows of the same tables.
+    summary.setdefault("optimizers", {}).update(peer_rows(summary_path.parent))
     base = summary["baseline"]
     sizes = summary["sizes"]
     if summary.get("baseline_only"):
@@ -264,6 +268,14 @@ def dataset_section(summary_path: Path) -> list[str]:
     if notes.exists():
         lines += [notes.read_text(encoding="utf-8").strip(), ""]
     return lines
+
+
+def peer_rows(folder: Path) -> dict[str, dict]:
+    """The finished runs of the reference libraries in a dataset's folder (peer-<name>/summary.json,
+    written by benchmarks/peers.py), by folder name."""
+    return {
+        path.parent.name: json.loads(path.read_text()) for path in sorted(folder.glob("peer-*/summary.json"))
+    }
 
 
 def in_progress_rows(summary_path: Path, summary: dict) -> list[str]:

@@ -266,7 +266,13 @@ def optimize_with_dspy(
             raise ValueError(f"unknown DSPy optimizer {kind!r}: mipro or gepa")
         best = optimizer.compile(module, trainset=trainset, valset=valset)
     details = getattr(best, "detailed_results", None)
-    scores = list(details.val_aggregate_scores) if details is not None else []
+    if details is not None:  # dspy.GEPA: mean scores per candidate, the seed first
+        scores = list(details.val_aggregate_scores)
+    else:  # MIPROv2: DSPy's Evaluate reports percentages; trial 1 is the program as given
+        logs = getattr(best, "trial_logs", {}) or {}
+        first = logs.get(1, {}).get("full_eval_score")
+        best_score = getattr(best, "score", None)
+        scores = [s / 100 for s in (first, best_score) if s is not None]
     trials = getattr(best, "candidate_programs", None)
     # dspy.GEPA asks the metric again for feedback on examples it already ran: its own count is the
     # examples evaluated (ieflow's metric call); MIPROv2 asks once per example run.
@@ -275,8 +281,8 @@ def optimize_with_dspy(
         module=best,
         metric_calls=counted if counted is not None else metric.calls,
         val_seed=scores[0] if scores else None,
-        val_best=max(scores) if scores else getattr(best, "score", None),
-        candidates=len(scores) if scores else (len(trials) if trials is not None else None),
+        val_best=max(scores) if scores else None,
+        candidates=len(trials) if trials is not None else len(scores) or None,
     )
 
 

@@ -207,13 +207,6 @@ def run_peer(
     )
 
 
-def peer_rows(folder: Path) -> dict[str, dict[str, Any]]:
-    """The finished peers of a dataset's results folder, as rows of the report's table."""
-    return {
-        path.parent.name: json.loads(path.read_text()) for path in sorted(folder.glob("peer-*/summary.json"))
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -190,6 +190,57 @@ def test_dspy_mipro_light_runs_on_the_same_program_and_counts_its_metric_calls(t
     from benchmarks.peer_dspy import instructions_of
 
     run, student_calls = dspy_run("mipro", tmp_path / "run", 40)
+    assert run.val_seed is not None and run.val_seed < 0.9
     assert run.val_best == pytest.approx(1.0)
     assert "day-first" in instructions_of(run.module) or run.module.demos
     assert run.metric_calls >= 6 and student_calls >= 6
+
+
+def test_a_dspy_program_is_scored_on_test_with_ieflows_scorer_and_resumes(tmp_path: Path) -> None:
+    import dspy
+
+    from benchmarks.peer_dspy import signature
+    from benchmarks.peers import score_dspy_module
+
+    program = seed_program()
+    module = dspy.Predict(signature(program))
+    examples = make_examples(4)
+    answers = tmp_path / "test_answers.jsonl"
+    first = ScriptedLM(dspy_student)
+    scored = score_dspy_module(program, module, examples[:2], first, answers)
+    assert len(first.calls) == 2
+    again = ScriptedLM(dspy_student)
+    scored = score_dspy_module(program, module, examples, again, answers)
+    assert len(again.calls) == 2  # the first two documents' answers were kept
+    scorer = Scorer(program.schema)
+    expected = [
+        scorer.score(
+            json.loads(student_answer([{"content": ""}, {"content": f"Document:\n{ex.text}"}])), ex.gold
+        )
+        for ex in examples
+    ]
+    assert scored["score"] == pytest.approx(sum(r.score for r in expected) / 4)
+    assert scored["per_field"]["company"] == 1.0 and scored["per_field"]["date"] < 1.0
+    prompts = [sum(len(m["content"].split()) for m in call) for call in first.calls + again.calls]
+    assert scored["prompt_tokens"] == pytest.approx(sum(prompts) / 4)
+    assert scored["model_calls_per_doc"] == 1.0 and scored["errors"] == 0
+
+
+def test_the_optimizer_report_shows_finished_peers_in_the_same_table(tmp_path: Path) -> None:
+    from benchmarks.optimizers import dataset_section
+
+    test = {"score": 0.5, "macro_f1": 0.4, "prompt_tokens": 300.0, "per_field": {"date": 0.25}}
+    summary = {
+        "dataset": "toy",
+        "sizes": {"train": 8, "val": 6, "test": 4},
+        "budget_metric_calls": 40,
+        "baseline": test,
+        "optimizers": {},
+    }
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    peer = {"test": test | {"score": 0.625}, "metric_calls": 43, "optimization_wall_s": 120.0, "code": "abc"}
+    (tmp_path / "peer-dspy-gepa").mkdir()
+    (tmp_path / "peer-dspy-gepa" / "summary.json").write_text(json.dumps(peer))
+    lines = dataset_section(tmp_path / "summary.json")
+    assert "| peer-dspy-gepa | 0.625 | 0.400 | 300 | 43 | 2 min | abc |" in lines
+    assert "| peer-dspy-gepa | 0.25 |" in lines
