@@ -149,3 +149,24 @@ def test_the_optimize_flow_logs_the_report_plot_and_test_scores(
     assert {"report.md", "pareto.png", "program.json", "result.json"} <= {
         a.path for a in client.list_artifacts(run.info.run_id)
     }
+
+
+def test_the_cli_option_reaches_the_flow_and_an_unusable_store_is_one_clear_error(monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from ieflow.optimize.tracking import TrackingError, check
+    from ieflow_cli import main as cli
+    from ieflow_flows import optimize
+
+    seen: list[object] = []
+    monkeypatch.setattr(optimize, "optimize", lambda params: seen.append(params) or {})
+    args = ["optimize", "--optimizer", "mipro", "--mlflow-uri", "sqlite:///mlflow.db"]
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    assert seen.pop() == optimize.OptimizeParams(optimizer="mipro", mlflow_tracking_uri="sqlite:///mlflow.db")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    check(None)  # off: nothing to check
+    with pytest.raises(TrackingError, match=r"^MLflow tracking at file:\./mlruns does not work: ") as caught:
+        check("file:./mlruns")  # MLflow 3 refuses its file store unless told otherwise
+    assert "\n" not in str(caught.value)
+    assert cli.user_error_line(caught.value).startswith("error: MLflow tracking at file:./mlruns")

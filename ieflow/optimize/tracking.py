@@ -43,7 +43,15 @@ def _client(uri: str) -> Any:
         raise TrackingError(
             f"MLflow tracking is configured ({uri}) but mlflow is not installed: pip install 'ieflow[mlflow]'"
         ) from None
-    return MlflowClient(tracking_uri=uri)
+    try:
+        return MlflowClient(tracking_uri=uri)
+    except Exception as exc:  # mlflow raises its own kinds per store; all mean "cannot log here"
+        raise _unusable(uri, exc) from None
+
+
+def _unusable(uri: str, exc: Exception) -> TrackingError:
+    first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return TrackingError(f"MLflow tracking at {uri} does not work: {first_line[:300]}")
 
 
 def check(uri: str | None) -> None:
@@ -54,9 +62,8 @@ def check(uri: str | None) -> None:
     client = _client(uri)
     try:
         client.search_experiments(max_results=1)
-    except Exception as exc:  # mlflow raises its own kinds per store; all mean "cannot log here"
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise TrackingError(f"MLflow tracking at {uri} does not work: {first_line[:300]}") from None
+    except Exception as exc:
+        raise _unusable(uri, exc) from None
 
 
 def _experiment_id(client: Any, name: str) -> str:
