@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ieflow.optimize.base import OptimizationResult
+from ieflow.optimize.result import OptimizationResult
 
 MAX_EMBEDDED_PNG = 300_000  # bytes: artifacts live in the Prefect database, keep them small
 
