@@ -170,3 +170,16 @@ def test_the_cli_option_reaches_the_flow_and_an_unusable_store_is_one_clear_erro
         check("file:./mlruns")  # MLflow 3 refuses its file store unless told otherwise
     assert "\n" not in str(caught.value)
     assert cli.user_error_line(caught.value).startswith("error: MLflow tracking at file:./mlruns")
+
+
+def test_a_failed_mlflow_write_is_a_warning_not_the_runs_failure(tmp_path: Path, caplog) -> None:
+    from ieflow.optimize.run_log import CandidateAdded
+    from ieflow.optimize.tracking import MlflowTracker
+
+    class BrokenStore:
+        def log_metric(self, *args: object, **kwargs: object) -> None:
+            raise ConnectionError("tracking server went away")
+
+    tracker = MlflowTracker(BrokenStore(), "run-1")
+    tracker(CandidateAdded(index=0, parents=[], changed_component="seed", val_score=0.5, tokens_per_doc=10.0))
+    assert "could not log a candidate event: tracking server went away" in caplog.text

@@ -15,6 +15,7 @@ logs into the same MLflow run and the flow's later files land beside the optimiz
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from typing import Any
 from ieflow.errors import ConfigError
 from ieflow.optimize.evaluator import Budget
 from ieflow.optimize.run_log import CandidateAdded, RunEvent, Stopped
+
+log = logging.getLogger("ieflow.optimize")
 
 RUN_ID_FILE = "mlflow_run.json"
 DEFAULT_EXPERIMENT = "ieflow-optimize"
@@ -116,6 +119,13 @@ class MlflowTracker:
         return cls(_client(uri), saved["run_id"]) if saved.get("tracking_uri") == uri else None
 
     def __call__(self, event: RunEvent) -> None:
+        """Log the event; a failed write is a warning, never the run's failure (an observer)."""
+        try:
+            self._log_event(event)
+        except Exception as exc:
+            log.warning("MLflow run %s: could not log a %s event: %s", self.run_id, event.KIND, exc)
+
+    def _log_event(self, event: RunEvent) -> None:
         at = event.progress
         if isinstance(event, CandidateAdded):
             step = event.index
