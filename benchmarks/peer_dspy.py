@@ -225,6 +225,44 @@ class DspyRun:
     candidates: int | None
 
 
+def dspy_optimizer(kind: str, metric: ScorerMetric, lms: tuple[Any, Any], budget: int, run_dir: Path) -> Any:
+    """MIPROv2 light or dspy.GEPA with the student and reflection `lms`."""
+    student_lm, reflection_lm = lms
+    if kind == "mipro":
+        return dspy.MIPROv2(
+            metric=metric,
+            prompt_model=reflection_lm,
+            task_model=student_lm,
+            auto="light",
+            max_bootstrapped_demos=2,  # as ieflow's MIPROv2: a small student, short prompts
+            max_labeled_demos=2,
+            num_threads=1,
+            seed=0,
+        )
+    if kind == "gepa":
+        return dspy.GEPA(
+            metric=metric,
+            max_metric_calls=budget,
+            reflection_lm=reflection_lm,
+            num_threads=1,
+            log_dir=str(run_dir / "gepa"),
+            track_stats=True,
+            seed=0,
+        )
+    raise ValueError(f"unknown DSPy optimizer {kind!r}: mipro or gepa")
+
+
+def val_scores(best: Any) -> list[float]:
+    """Validation scores the optimizer reports, the seed's first (fractions, as ieflow's)."""
+    details = getattr(best, "detailed_results", None)
+    if details is not None:  # dspy.GEPA: mean scores per candidate, the seed first
+        return list(details.val_aggregate_scores)
+    # MIPROv2: DSPy's Evaluate reports percentages; trial 1 is the program as given
+    logs = getattr(best, "trial_logs", {}) or {}
+    first = logs.get(1, {}).get("full_eval_score")
+    return [s / 100 for s in (first, getattr(best, "score", None)) if s is not None]
+
+
 def optimize_with_dspy(
     kind: str,
     program: ExtractionProgram,
@@ -235,48 +273,17 @@ def optimize_with_dspy(
 ) -> DspyRun:
     """`kind` "mipro" (MIPROv2 auto="light": its own trial count, the calls it spends are counted
     and reported) or "gepa" (dspy.GEPA within `max_metric_calls`, its state in `run_dir`)."""
-    student, reflection = clients
-    student_lm, reflection_lm = dspy_lm(student), dspy_lm(reflection)
+    student_lm, reflection_lm = (dspy_lm(client) for client in clients)
     trainset, valset = (dspy_examples(program, split) for split in data)
     metric = ScorerMetric(program, with_feedback=kind == "gepa")
-    module = dspy.Predict(signature(program))
+    optimizer = dspy_optimizer(kind, metric, (student_lm, reflection_lm), max_metric_calls, run_dir)
     with dspy.context(lm=student_lm):
-        if kind == "mipro":
-            optimizer: Any = dspy.MIPROv2(
-                metric=metric,
-                prompt_model=reflection_lm,
-                task_model=student_lm,
-                auto="light",
-                max_bootstrapped_demos=2,  # as ieflow's MIPROv2: a small student, short prompts
-                max_labeled_demos=2,
-                num_threads=1,
-                seed=0,
-            )
-        elif kind == "gepa":
-            optimizer = dspy.GEPA(
-                metric=metric,
-                max_metric_calls=max_metric_calls,
-                reflection_lm=reflection_lm,
-                num_threads=1,
-                log_dir=str(run_dir / "gepa"),
-                track_stats=True,
-                seed=0,
-            )
-        else:
-            raise ValueError(f"unknown DSPy optimizer {kind!r}: mipro or gepa")
-        best = optimizer.compile(module, trainset=trainset, valset=valset)
-    details = getattr(best, "detailed_results", None)
-    if details is not None:  # dspy.GEPA: mean scores per candidate, the seed first
-        scores = list(details.val_aggregate_scores)
-    else:  # MIPROv2: DSPy's Evaluate reports percentages; trial 1 is the program as given
-        logs = getattr(best, "trial_logs", {}) or {}
-        first = logs.get(1, {}).get("full_eval_score")
-        best_score = getattr(best, "score", None)
-        scores = [s / 100 for s in (first, best_score) if s is not None]
+        best = optimizer.compile(dspy.Predict(signature(program)), trainset=trainset, valset=valset)
+    scores = val_scores(best)
     trials = getattr(best, "candidate_programs", None)
     # dspy.GEPA asks the metric again for feedback on examples it already ran: its own count is the
     # examples evaluated (ieflow's metric call); MIPROv2 asks once per example run.
-    counted = getattr(details, "total_metric_calls", None)
+    counted = getattr(getattr(best, "detailed_results", None), "total_metric_calls", None)
     return DspyRun(
         module=best,
         metric_calls=counted if counted is not None else metric.calls,
