@@ -41,6 +41,7 @@ from benchmarks.optimizers import (
 from ieflow import config
 from ieflow.datasets import Example
 from ieflow.lm import LMClient
+from ieflow.optimize import Budget, tracking
 from ieflow.program import ExtractionProgram
 from ieflow.scoring import Scorer, aggregate
 
@@ -200,11 +201,29 @@ def run_peer(
         row = run_dspy(name.removeprefix("dspy-"), program, splits, budget, out)
     row |= {"budget_metric_calls": budget, "stop_reason": "finished", "code": CODE_VERSION}
     summary_path.write_text(json.dumps(row, indent=2))
+    track_peer(peer_dir(out, name), name, row)
     print(
         f"[{dataset}] peer {name}: val {row['val_seed']} -> {row['val_best']}, "
         f"test {row['test']['score']:.3f}, "
         f"{row['metric_calls']} metric calls, {row['test']['prompt_tokens']:.0f} prompt tokens/doc"
     )
+
+
+def track_peer(folder: Path, name: str, row: dict[str, Any], uri: str | None = None) -> None:
+    """A finished peer as an MLflow run (when tracking is configured), as ieflow's own runs are
+    logged: its settings and budget as parameters, validation and test scores as metrics, its
+    summary and program as artifacts."""
+    uri = tracking.configured_uri(uri)
+    if uri is None:
+        return
+    settings = {"library": row.get("library"), "code": row.get("code")}
+    budget = Budget(max_metric_calls=row["budget_metric_calls"])
+    tracker = tracking.MlflowTracker.open(uri, folder, f"peer-{name}", settings, budget, "ieflow-peers")
+    numbers = {k: row[k] for k in ("val_seed", "val_best", "metric_calls", "optimization_wall_s")}
+    tracker.log_scores("optimization", {k: v for k, v in numbers.items() if v is not None})
+    tracker.log_scores("test", row["test"])
+    tracker.log_files([folder / "summary.json", folder / "program.json"])
+    tracker.client.set_terminated(tracker.run_id)
 
 
 def main() -> None:

@@ -244,3 +244,29 @@ def test_the_optimizer_report_shows_finished_peers_in_the_same_table(tmp_path: P
     lines = dataset_section(tmp_path / "summary.json")
     assert "| peer-dspy-gepa | 0.625 | 0.400 | 300 | 43 | 2 min | abc |" in lines
     assert "| peer-dspy-gepa | 0.25 |" in lines
+
+
+def test_a_finished_peer_is_logged_to_mlflow_when_tracking_is_on(tmp_path: Path, monkeypatch) -> None:
+    mlflow = pytest.importorskip("mlflow", reason="MLflow tracking is the optional extra ieflow[mlflow]")
+    from benchmarks.peers import track_peer
+
+    monkeypatch.chdir(tmp_path)  # MLflow puts a local store's artifacts under ./mlruns
+    folder = tmp_path / "peer-dspy-gepa"
+    folder.mkdir()
+    row = {"test": {"score": 0.625, "per_field": {"date": 0.25}}, "val_seed": 0.5, "val_best": 0.75}
+    row |= {"metric_calls": 43, "optimization_wall_s": 12.0, "budget_metric_calls": 40, "library": "dspy"}
+    (folder / "summary.json").write_text(json.dumps(row))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    track_peer(folder, "dspy-gepa", row)  # tracking off: nothing logged
+    assert not (folder / "mlflow_run.json").exists()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    track_peer(folder, "dspy-gepa", row, uri)
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    run = client.get_run(json.loads((folder / "mlflow_run.json").read_text())["run_id"])
+    assert (
+        run.data.params["optimizer"] == "peer-dspy-gepa"
+        and run.data.params["budget.max_metric_calls"] == "40"
+    )
+    assert run.data.metrics["test.score"] == 0.625 and run.data.metrics["test.field.date"] == 0.25
+    assert run.data.metrics["optimization.metric_calls"] == 43
+    assert "summary.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
