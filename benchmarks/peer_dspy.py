@@ -176,8 +176,9 @@ def gold_of(program: ExtractionProgram, example: dspy.Example) -> dict[str, Any]
 
 @dataclass
 class ScorerMetric:
-    """ieflow's scorer as a DSPy metric; counts the metric calls. `with_feedback` answers as
-    dspy.GEPA wants (score and the scorer's feedback sentences)."""
+    """ieflow's scorer as a DSPy metric; `calls` counts the examples the program ran on (ieflow's
+    metric calls: dspy.GEPA asks again, with a predictor's name, for feedback on examples it already
+    ran). `with_feedback` answers as dspy.GEPA wants (score and the scorer's feedback sentences)."""
 
     program: ExtractionProgram
     with_feedback: bool = False
@@ -190,8 +191,9 @@ class ScorerMetric:
     def __call__(
         self, gold: Any, pred: Any, trace: Any = None, pred_name: Any = None, pred_trace: Any = None
     ) -> Any:
-        with self._lock:
-            self.calls += 1
+        if pred_name is None:  # a run of the program; with a predictor's name, a feedback re-ask
+            with self._lock:
+                self.calls += 1
         scored = self.scorer.score(record_of(self.program, pred), gold_of(self.program, gold))
         if not self.with_feedback:
             return scored.score
@@ -219,7 +221,8 @@ class DspyRun:
     """What a finished DSPy optimization gives the benchmark."""
 
     module: dspy.Module
-    metric_calls: int
+    metric_calls: int  # examples the program ran on, counted by the metric
+    library_metric_calls: int | None  # what dspy.GEPA itself counted (None for MIPROv2)
     val_seed: float | None
     val_best: float | None
     candidates: int | None
@@ -281,12 +284,10 @@ def optimize_with_dspy(
         best = optimizer.compile(dspy.Predict(signature(program)), trainset=trainset, valset=valset)
     scores = val_scores(best)
     trials = getattr(best, "candidate_programs", None)
-    # dspy.GEPA asks the metric again for feedback on examples it already ran: its own count is the
-    # examples evaluated (ieflow's metric call); MIPROv2 asks once per example run.
-    counted = getattr(getattr(best, "detailed_results", None), "total_metric_calls", None)
     return DspyRun(
         module=best,
-        metric_calls=counted if counted is not None else metric.calls,
+        metric_calls=metric.calls,
+        library_metric_calls=getattr(getattr(best, "detailed_results", None), "total_metric_calls", None),
         val_seed=scores[0] if scores else None,
         val_best=max(scores) if scores else None,
         candidates=len(trials) if trials is not None else len(scores) or None,

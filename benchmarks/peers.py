@@ -109,6 +109,7 @@ def run_dspy(
             "val_seed": run.val_seed,
             "val_best": run.val_best,
             "metric_calls": run.metric_calls,
+            "library_metric_calls": run.library_metric_calls,
             "candidates": run.candidates,
             "optimization_wall_s": time.time() - started,
             "library": f"dspy {dspy.__version__}",

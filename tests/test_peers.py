@@ -179,11 +179,13 @@ def dspy_run(kind: str, run_dir: Path, budget: int):
 def test_dspy_gepa_finds_the_rule_with_ieflows_feedback_within_its_budget(tmp_path: Path) -> None:
     from benchmarks.peer_dspy import instructions_of
 
-    run, _ = dspy_run("gepa", tmp_path / "run", 40)
+    run, student_calls = dspy_run("gepa", tmp_path / "run", 40)
     assert run.val_seed is not None and run.val_seed < 0.9
     assert run.val_best == pytest.approx(1.0)
     assert "day-first" in instructions_of(run.module)
     assert run.metric_calls <= 40 + 3
+    # every example run counted once (not the feedback re-asks), as gepa counts and the student saw
+    assert run.metric_calls == run.library_metric_calls == student_calls
 
 
 def test_dspy_mipro_light_runs_on_the_same_program_and_counts_its_metric_calls(tmp_path: Path) -> None:
