@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.metadata
 import json
 import logging
 import sys
@@ -49,6 +50,11 @@ PEERS = ("gepa-lib", "dspy-mipro", "dspy-gepa")
 REFLECTION_MAX_TOKENS = 400  # gepa and DSPy rewrite a whole instruction, not one rule
 
 
+def library_version(distribution: str) -> str:
+    """`name version` of an installed library (gepa has no `__version__`)."""
+    return f"{distribution} {importlib.metadata.version(distribution)}"
+
+
 def peer_dir(out: Path, name: str) -> Path:
     return out / f"peer-{name}"
 
@@ -63,8 +69,6 @@ def clients(program: ExtractionProgram) -> tuple[LMClient, LMClient]:
 def run_gepa_lib(
     program: ExtractionProgram, splits: dict[str, list[Example]], budget: int, out: Path
 ) -> dict[str, Any]:
-    import gepa
-
     from benchmarks.peer_gepa import run_gepa_library
 
     folder = peer_dir(out, "gepa-lib")
@@ -81,7 +85,7 @@ def run_gepa_lib(
         "metric_calls": run.metric_calls,
         "candidates": run.candidates,
         "optimization_wall_s": wall_s,
-        "library": f"gepa {gepa.__version__}",
+        "library": library_version("gepa"),
     }
 
 
@@ -90,8 +94,6 @@ def run_dspy(
 ) -> dict[str, Any]:
     """MIPROv2 or dspy.GEPA; the optimized module is saved once optimization finishes, so a run cut
     during its test scoring does not optimize again."""
-    import dspy
-
     from benchmarks.peer_dspy import load_program, optimize_with_dspy, save_program
 
     folder = peer_dir(out, f"dspy-{kind}")
@@ -112,7 +114,7 @@ def run_dspy(
             "library_metric_calls": run.library_metric_calls,
             "candidates": run.candidates,
             "optimization_wall_s": time.time() - started,
-            "library": f"dspy {dspy.__version__}",
+            "library": library_version("dspy"),
         }
         done.write_text(json.dumps(row, indent=2))
     student, _ = clients(program)

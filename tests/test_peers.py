@@ -272,3 +272,9 @@ def test_a_finished_peer_is_logged_to_mlflow_when_tracking_is_on(tmp_path: Path,
     assert run.data.metrics["test.score"] == 0.625 and run.data.metrics["test.field.date"] == 0.25
     assert run.data.metrics["optimization.metric_calls"] == 43
     assert "summary.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_peer_rows_name_the_library_version() -> None:
+    from benchmarks.peers import library_version
+
+    assert re.fullmatch(r"gepa \d+\.\d+\.\d+", library_version("gepa"))
