@@ -15,7 +15,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := False
 export UNSTRUCTURED_DISABLE_NOTICE := 1
 
-.PHONY: install demo test lint system-deps
+.PHONY: install demo test lint system-deps bench-deps
 
 install: $(VENV)/.installed
 
@@ -56,3 +56,10 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# The reference libraries benchmarks/peers.py runs (gepa, dspy: the `bench` extra) and the MLflow
+# client (the `mlflow` extra), into the same .venv: `pip install --dry-run` showed their pins change
+# nothing ieflow has installed (the full `mlflow` package would downgrade pyarrow; the extra is
+# mlflow-skinny). `$(PY) -m pip`, not .venv/bin/pip, so a copied venv installs into itself.
+bench-deps: install
+	$(PY) -m pip install --quiet -e '.[bench,mlflow]'

@@ -30,6 +30,7 @@ from benchmarks.doc_costs import TraceLog, cost_summary, score_test  # noqa: E40
 from ieflow.datasets import Example, load_corpus  # noqa: E402
 from ieflow.optimize import Budget, make_optimizer  # noqa: E402
 from ieflow.optimize.split_scoring import load_split_examples  # noqa: E402
+from ieflow.optimize.tracking import log_outputs  # noqa: E402
 from ieflow.program import ExtractionProgram, LongDocStrategy  # noqa: E402
 from ieflow.uncertainty import paired_interval  # noqa: E402
 
@@ -150,6 +151,7 @@ def run(
         optimizer = make_optimizer(name, run_dir=out / name, seed=0)
         result = optimizer.compile(program, splits["train"], splits["val"], Budget(max_metric_calls=budget))
         test = score_test(result.best_program, splits["test"], *test_ledgers(out))
+        log_outputs(out / name, [], {"test": test})  # to its MLflow run, when tracking is on
         earlier = summary.setdefault("optimizers", {}).get(name, {})
         if finished_earlier and earlier.get("code"):
             # A finished run, only re-read: it ran on the code recorded then, not on today's.
@@ -229,6 +231,8 @@ def unfinished_section(folder: Path) -> list[str]:
 def dataset_section(summary_path: Path) -> list[str]:
     """One dataset's tables: scores, cost per document, per-field scores, then its NOTES.md."""
     summary = json.loads(summary_path.read_text())
+    # The reference libraries' finished runs (benchmarks/peers.py), rows of the same tables.
+    summary.setdefault("optimizers", {}).update(peer_rows(summary_path.parent))
     base = summary["baseline"]
     sizes = summary["sizes"]
     if summary.get("baseline_only"):
@@ -288,6 +292,14 @@ def versus(scores: dict[str, dict[str, float]], base: dict, test: dict) -> str:
     if not shared:
         return "-"
     return paired_interval({d: theirs[d] for d in shared}, {d: ours[d] for d in shared}).text()
+
+
+def peer_rows(folder: Path) -> dict[str, dict]:
+    """The finished runs of the reference libraries in a dataset's folder (peer-<name>/summary.json,
+    written by benchmarks/peers.py), by folder name."""
+    return {
+        path.parent.name: json.loads(path.read_text()) for path in sorted(folder.glob("peer-*/summary.json"))
+    }
 
 
 def in_progress_rows(summary_path: Path, summary: dict) -> list[str]:

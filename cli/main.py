@@ -225,6 +225,12 @@ def optimize(
     api_key_env: str = typer.Option(None, help="Name of the environment variable holding the API key."),
     api_key_secret: str = typer.Option(None, help="Name of a Prefect Secret block holding the API key."),
     output_dir: str = typer.Option(None, help="Run folder (resumes if it holds a checkpoint)."),
+    mlflow_tracking_uri: str = typer.Option(
+        None,
+        "--mlflow-uri",
+        help="Log the run to MLflow at this URI, e.g. sqlite:///mlflow.db "
+        "(default: MLFLOW_TRACKING_URI; unset: off).",
+    ),
     progress: bool = typer.Option(
         None, "--progress/--no-progress", help="Progress bars on stderr (default: on a terminal)."
     ),

@@ -20,9 +20,10 @@ from ieflow.errors import ConfigError
 from ieflow.labelfree.judge import JudgeConfig, JudgeScorer
 from ieflow.labelfree.sources import ScoringChoice, has_labels, report_examples, unlabelled_splits
 from ieflow.lm import LMClient
-from ieflow.optimize import Budget, make_optimizer
+from ieflow.optimize import Budget, make_optimizer, tracking
 from ieflow.optimize.base import OptimizationResult
 from ieflow.optimize.split_scoring import load_split_examples
+from ieflow.optimize.tracking import log_outputs
 from ieflow.program import ExtractionProgram
 from ieflow.report import write_optimization_outputs
 from ieflow.scoring.silver import label_source_name
@@ -94,6 +95,11 @@ class OptimizeParams(BaseModel):
         "runs/optimize", description="Run folder: checkpoint, ledger, program.json, report."
     )
     seed: int = Field(0, description="Seeds the optimizer and the hash split.")
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        description="Log the run to MLflow at this URI (default: MLFLOW_TRACKING_URI; unset: off). "
+        "Needs the `mlflow` extra.",
+    )
 
 
 def model_clients(params: OptimizeParams) -> tuple[LMClient | None, str | LMClient]:
@@ -136,6 +142,12 @@ def optimize(params: OptimizeParams = OptimizeParams()) -> dict:
     result = run_optimizer(params, seed_program, splits, reflection, student, judge)
     optimized_test = _score(result.best_program, test, ledger, "optimized", student, judge)
     report = write_optimization_outputs(out, result, baseline_test, optimized_test, choice)
+    log_outputs(
+        out / params.optimizer,
+        [out / "report.md", out / "pareto.png", out / "program.json"],
+        {"test": optimized_test, "baseline_test": baseline_test},
+        uri=params.mlflow_tracking_uri,
+    )
     create_markdown_artifact(report, key="optimization-report", description="baseline vs optimized on test")
     logger.info(
         "test %.3f -> %.3f; program written to %s",
@@ -174,6 +186,7 @@ def check_config(params: OptimizeParams) -> None:
     preflight(params.reflection_model)
     if params.judge_model is not None:
         preflight(params.judge_model)
+    tracking.check(params.mlflow_tracking_uri)
 
 
 def load_examples(
@@ -238,6 +251,7 @@ def run_optimizer(
         evaluate_hook=evaluate_as_task,
         scorer=judge,
         **spo_judge,
+        tracking_uri=params.mlflow_tracking_uri,
     )
     result = optimizer.compile(seed_program, splits["train"], splits["val"], budget)
     update_progress_artifact(progress, 100.0)

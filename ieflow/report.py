@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ieflow.labelfree.sources import ScoringChoice
-from ieflow.optimize.base import OptimizationResult
+from ieflow.optimize.result import OptimizationResult
 from ieflow.uncertainty import paired_interval
 
 MAX_EMBEDDED_PNG = 300_000  # bytes: artifacts live in the Prefect database, keep them small

@@ -21,9 +21,10 @@ from typing import Any, ClassVar, Generic, TypeVar, cast
 from ieflow import config
 from ieflow.datasets import Example
 from ieflow.lm import LMClient, LMError
+from ieflow.optimize import tracking
 from ieflow.optimize.candidates import Candidate, CandidatePool
 from ieflow.optimize.checkpoint import Checkpoint, CheckpointError
-from ieflow.optimize.checks import copied_from_demos
+from ieflow.optimize.checks import copies_of_added_demos
 from ieflow.optimize.choice import choose_final
 from ieflow.optimize.evaluator import (
     Budget,
@@ -133,7 +134,7 @@ class OptimizerRun(Generic[S]):
         if existing is not None:
             return existing
         results = self.evaluate(program, self.valset)
-        if parents and (copies := self._demo_copies(program, results)):
+        if parents and (copies := copies_of_added_demos(program, self.seed_program, self.valset, results)):
             reason = f"answers copy demo values into other documents: {', '.join(map(repr, copies[:3]))}"
             self.emit(Rejected(component_name=changed_component, reason=reason, parent=parents[0]))
             return None
@@ -159,14 +160,6 @@ class OptimizerRun(Generic[S]):
             )
         )
         return candidate
-
-    def _demo_copies(self, program: ExtractionProgram, results: list[ExampleResult]) -> list[str]:
-        """Values the demos `program` adds to the seed's show up in other validation answers."""
-        added = [d for d in program.demos if d not in self.seed_program.demos]
-        if not added:
-            return []
-        examples = {ex.doc_id: ex for ex in self.valset}
-        return [v for r in results for v in copied_from_demos(added, examples[r.doc_id], r.record)]
 
     def val_results(self, candidate: Candidate) -> list[ExampleResult]:
         return self.evaluate(candidate.program, self.valset)
@@ -296,6 +289,7 @@ class Optimizer(ABC):
         listeners: Sequence[RunListener] = (),
         evaluate_hook: EvaluateHook | None = None,
         scorer: ExampleScorer | None = None,
+        tracking_uri: str | None = None,
     ) -> None:
         self.scorer = scorer  # None: the gold Scorer on the labels (silver weighted by agreement)
         self.run_dir = Path(run_dir) if run_dir else Path(tempfile.mkdtemp(prefix=f"ieflow-{self.name}-"))
@@ -311,6 +305,7 @@ class Optimizer(ABC):
         self.on_event = on_event  # gets each event as its history entry (JSON), e.g. for an artifact
         self.listeners = list(listeners)  # get each typed event (`RunListener`)
         self.evaluate_hook = evaluate_hook
+        self.tracking_uri = tracking.configured_uri(tracking_uri)  # None: no MLflow, not imported
 
     def slack_calls(self) -> int:
         """How far past the metric-call budget one step may go (one minibatch)."""
@@ -325,7 +320,7 @@ class Optimizer(ABC):
         self, program: ExtractionProgram, trainset: list[Example], valset: list[Example], budget: Budget
     ) -> OptimizerRun[Any]:
         """A fresh run, or the one checkpointed in `run_dir` (resumed)."""
-        listeners = [*self.listeners, PublishProgress(self.name)]
+        listeners = [*self.listeners, PublishProgress(self.name), *tracking.listeners(self, budget)]
         if self.on_event is not None:
             on_event = self.on_event
             listeners.append(lambda event: on_event(event.to_json()))
@@ -371,6 +366,7 @@ class Optimizer(ABC):
         run.checkpoint()
         result = run.result(self.settings())
         result.save(self.run_dir)
+        tracking.finish(self, result)
         return result
 
     @abstractmethod

@@ -111,4 +111,24 @@ def clean_reply(text: str) -> str:
     return ""
 
 
-__all__ = ["WORD", "ProposalCheck", "clean_reply", "copied_from_demos", "leaked_value", "normalized_words"]
+def copies_of_added_demos(
+    program: ExtractionProgram, seed: ExtractionProgram, valset: list[Example], results: list[Any]
+) -> list[str]:
+    """Values the demos `program` adds to the seed's show up in other validation answers (`results`:
+    ExampleResults of `program` on `valset`)."""
+    added = [d for d in program.demos if d not in seed.demos]
+    if not added:
+        return []
+    examples = {ex.doc_id: ex for ex in valset}
+    return [v for r in results for v in copied_from_demos(added, examples[r.doc_id], r.record)]
+
+
+__all__ = [
+    "WORD",
+    "ProposalCheck",
+    "clean_reply",
+    "copied_from_demos",
+    "copies_of_added_demos",
+    "leaked_value",
+    "normalized_words",
+]
